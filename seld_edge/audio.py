@@ -1,0 +1,79 @@
+"""Reading and writing multichannel audio with the checks a user's files need.
+
+Audio arrays are float32 (channels, samples). Sample-rate policy: a file at another rate than the
+feature config asks for is refused with a clear error rather than resampled, so that features (and
+therefore parity between PyTorch and the runtime) never depend on a resampler's quality. Convert with
+e.g. ``sox in.wav -r 24000 out.wav``.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from seld_edge.errors import SeldEdgeError
+from seld_edge.io import atomic_write
+
+AUDIO_SUFFIXES = (".wav", ".flac")
+
+
+def audio_info(path: str | Path) -> tuple[int, int, int]:
+    """(sample_rate, channels, frames) from the header; SeldEdgeError when it cannot be read."""
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        raise SeldEdgeError(f"{path}: not readable audio ({_reason(err)})") from None
+    return info.samplerate, info.channels, info.frames
+
+
+def read_audio(
+    path: str | Path,
+    sample_rate: int | None = None,
+    channels: int | None = None,
+    start: int = 0,
+    frames: int = -1,
+) -> np.ndarray:
+    """Read (channels, samples) float32 audio, refusing what features cannot be computed from.
+
+    Errors (SeldEdgeError, naming the file): unreadable or truncated file, empty audio, a sample
+    rate or channel count other than the ones asked for, NaN or infinite samples.
+    """
+    path = Path(path)
+    file_rate, file_channels, file_frames = audio_info(path)
+    if sample_rate is not None and file_rate != sample_rate:
+        raise SeldEdgeError(
+            f"{path}: sample rate {file_rate} Hz, expected {sample_rate} Hz "
+            f"(resample it first, e.g. sox in.wav -r {sample_rate} out.wav)"
+        )
+    if channels is not None and file_channels != channels:
+        raise SeldEdgeError(f"{path}: {file_channels} channels, expected {channels}")
+    if file_frames <= 0:
+        raise SeldEdgeError(f"{path}: contains no audio samples")
+    try:
+        data, _ = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        raise SeldEdgeError(f"{path}: not readable audio ({_reason(err)})") from None
+    expected = (file_frames - start) if frames < 0 else min(frames, file_frames - start)
+    if data.shape[0] < expected:
+        raise SeldEdgeError(f"{path}: truncated ({data.shape[0]} of {expected} samples readable)")
+    if not np.isfinite(data).all():
+        raise SeldEdgeError(f"{path}: contains NaN or infinite samples")
+    return np.ascontiguousarray(data.T)
+
+
+def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:
+    """Write (channels, samples) audio atomically; values are clipped to [-1, 1] by the PCM codec."""
+    audio = np.asarray(audio, dtype=np.float32)
+    atomic_write(path, lambda handle: sf.write(handle, audio.T, sample_rate, subtype=subtype, format="WAV"))
+
+
+def foa_to_stereo(foa: np.ndarray) -> np.ndarray:
+    """Stereo (L, R) from ACN/SN3D FOA (W, Y, Z, X): L = W + Y, R = W - Y (DCASE 2025)."""
+    if foa.shape[0] != 4:
+        raise SeldEdgeError(f"FOA to stereo needs 4 channels, got {foa.shape[0]}")
+    w, y = foa[0], foa[1]
+    return np.stack([w + y, w - y]).astype(np.float32)
+
+
+def _reason(err: Exception) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__

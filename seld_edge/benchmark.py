@@ -1,0 +1,59 @@
+"""Benchmarks that print ratios against a reference run in the same process.
+
+Timing follows Ultralytics' ProfileModels habits: warm up, repeat over a minimum window, report the
+median so one slow outlier does not move the figure. Runs are pinned to one core
+(os.sched_setaffinity) because the target is one Jetson-class core, not this machine's BLAS pool.
+"""
+
+import os
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from seld_edge.features import compute_features, feature_config
+
+
+def time_call(fn: Callable[[], object], min_seconds: float = 1.0, warmup: int = 2, min_repeats: int = 5) -> float:
+    """Median wall time of fn() in seconds."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_repeats or time.perf_counter() - start < min_seconds:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def pin_to_one_core() -> int:
+    """Restrict this process (and its BLAS threads) to one CPU; returns that CPU's index."""
+    cpu = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    return cpu
+
+
+def bench_features(kind: str = "foa_logmel_iv", seconds: float = 60.0) -> Iterator[str]:
+    """Yield report lines: numpy features x real time on one core, and vs the torch twin."""
+    config = feature_config(kind)
+    cpu = pin_to_one_core()
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal((config.in_channels, int(seconds * config.sample_rate)))).astype(np.float32)
+    numpy_s = time_call(lambda: compute_features(audio, config))
+    yield f"features {kind}: {seconds:.0f} s of {config.in_channels}-ch audio on cpu {cpu}"
+    yield f"  numpy   {numpy_s * 1e3:8.1f} ms  {seconds / numpy_s:8.0f}x real time"
+    try:
+        import torch
+
+        from training.frontend import FeatureExtractor
+    except ImportError:
+        yield "  torch   (not installed: no reference run)"
+        return
+    torch.set_num_threads(1)
+    extractor = FeatureExtractor(config)
+    batch = torch.from_numpy(audio)[None]
+    with torch.inference_mode():
+        torch_s = time_call(lambda: extractor(batch))
+    yield f"  torch   {torch_s * 1e3:8.1f} ms  {seconds / torch_s:8.0f}x real time"
+    yield f"  numpy is {torch_s / numpy_s:.2f}x the speed of the torch twin"

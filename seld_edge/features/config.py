@@ -1,0 +1,100 @@
+"""Feature configurations: small frozen dataclasses that travel inside exported models as JSON.
+
+Each *kind* is a named default (DCASE 2023 baseline, EINV2, GLFER-Net, DCASE 2025 stereo); a model
+declares its kind and the exact config is stored with checkpoints and ONNX files, so the runtime
+computes the same features without any per-model code.
+"""
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from difflib import get_close_matches
+from typing import Any
+
+from seld_edge.errors import SeldEdgeError
+
+IV_NORMS = ("energy", "l2")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Everything that determines a feature tensor (C_out, T, F) from audio (C_in, N).
+
+    n_mels None means a linear-frequency spectrogram. iv_norm None means no intensity vector;
+    "energy" divides by the DCASE energy term, "l2" by the vector's own norm (EINV2, GLFER-Net).
+    crop_frames keeps ceil(N / hop) frames (the DCASE baseline's alignment: a whole number of frames
+    per 100 ms label); otherwise all 1 + N // hop centred frames are kept.
+    """
+
+    kind: str
+    sample_rate: int = 24000
+    in_channels: int = 4
+    n_fft: int = 1024
+    win_length: int = 960
+    hop_length: int = 480
+    n_mels: int | None = 64
+    fmin: float = 0.0
+    fmax: float | None = None
+    top_db: float | None = 80.0
+    iv_norm: str | None = "energy"
+    crop_frames: bool = True
+
+    def __post_init__(self) -> None:
+        if self.iv_norm is not None and self.iv_norm not in IV_NORMS:
+            raise ValueError(f"iv_norm must be one of {IV_NORMS} or None, got {self.iv_norm!r}")
+        if self.iv_norm is not None and self.in_channels != 4:
+            raise ValueError("intensity vectors need 4-channel FOA input")
+        if not 0 < self.win_length <= self.n_fft:
+            raise ValueError("win_length must be in (0, n_fft]")
+
+    @property
+    def out_channels(self) -> int:
+        return self.in_channels + (3 if self.iv_norm else 0)
+
+    @property
+    def n_bins(self) -> int:
+        """Frequency size F of the feature tensor."""
+        return self.n_mels if self.n_mels else self.n_fft // 2 + 1
+
+    def n_frames(self, n_samples: int) -> int:
+        """Number of feature frames T for a clip of n_samples."""
+        return -(-n_samples // self.hop_length) if self.crop_frames else 1 + n_samples // self.hop_length
+
+    def to_json(self) -> str:
+        return json.dumps({"type": "FeatureConfig", **asdict(self)}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "FeatureConfig":
+        data: dict[str, Any] = json.loads(text)
+        if data.pop("type", None) != "FeatureConfig":
+            raise SeldEdgeError("feature config JSON has no 'type': 'FeatureConfig' tag")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SeldEdgeError(f"unknown feature config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+
+FEATURE_KINDS: dict[str, FeatureConfig] = {
+    # DCASE 2023/2024 baseline: 4 log-mel (W, Y, Z, X) + 3 energy-normalised IV, 7 x T x 64.
+    "foa_logmel_iv": FeatureConfig("foa_logmel_iv"),
+    # EINV2 / MFF-EINV2: hop 300, 128 mels 20 Hz .. 12 kHz, IV divided by its own L2 norm.
+    "foa_logmel_iv_128": FeatureConfig(
+        "foa_logmel_iv_128", win_length=1024, hop_length=300, n_mels=128, fmin=20.0, fmax=12000.0,
+        top_db=None, iv_norm="l2",
+    ),
+    # GLFER-Net: log-linear spectrogram + L2-normalised IV, nfft 512, hop 300, 7 x T x 257.
+    "foa_linspec_iv": FeatureConfig(
+        "foa_linspec_iv", n_fft=512, win_length=512, hop_length=300, n_mels=None, top_db=None, iv_norm="l2",
+    ),
+    # DCASE 2025 stereo: 40 ms window, 20 ms hop, nfft 1024, 64 mels; 2 x 251 x 64 for 5 s.
+    "stereo_logmel": FeatureConfig("stereo_logmel", in_channels=2, iv_norm=None, crop_frames=False),
+}  # fmt: skip
+
+
+def feature_config(kind: str, **overrides: Any) -> FeatureConfig:
+    """The config of a named feature kind, with optional field overrides."""
+    if kind not in FEATURE_KINDS:
+        close = get_close_matches(kind, FEATURE_KINDS, n=2)
+        hint = f"; did you mean {' or '.join(close)}?" if close else f"; known: {', '.join(FEATURE_KINDS)}"
+        raise SeldEdgeError(f"unknown feature kind {kind!r}{hint}")
+    return replace(FEATURE_KINDS[kind], **overrides)

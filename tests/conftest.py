@@ -1,0 +1,25 @@
+"""Shared fixtures: small deterministic signals and a CLI runner."""
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from seld_edge.geometry import polar_to_unit
+
+SAMPLE_RATE = 24000
+
+
+def plane_wave_foa(seconds: float, azimuth: float, elevation: float, seed: int = 0, noise: float = 0.01) -> np.ndarray:
+    """4-channel ACN/SN3D FOA (W, Y, Z, X) of band-limited noise arriving from one direction, plus a
+    little independent noise per channel so no bin is exactly zero."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SAMPLE_RATE)
+    source = np.convolve(rng.standard_normal(n), np.hanning(9) / 4.5, mode="same")
+    x, y, z = polar_to_unit(azimuth, elevation)
+    foa = np.stack([source, y * source, z * source, x * source]) * 0.3
+    return (foa + noise * rng.standard_normal(foa.shape)).astype(np.float32)
+
+
+@pytest.fixture
+def cli() -> CliRunner:
+    return CliRunner()

@@ -1,0 +1,1 @@
+"""Training side of seld-edge (needs the [train] extra: torch)."""
