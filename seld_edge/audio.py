@@ -6,6 +6,7 @@ therefore parity between PyTorch and the runtime) never depend on a resampler's 
 e.g. ``sox in.wav -r 24000 out.wav``.
 """
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +31,6 @@ def read_audio(
     path: str | Path,
     sample_rate: int | None = None,
     channels: int | None = None,
-    start: int = 0,
-    frames: int = -1,
 ) -> np.ndarray:
     """Read (channels, samples) float32 audio, refusing what features cannot be computed from.
 
@@ -49,13 +48,11 @@ def read_audio(
         raise SeldEdgeError(f"{path}: {file_channels} channels, expected {channels}")
     if file_frames <= 0:
         raise SeldEdgeError(f"{path}: contains no audio samples")
+    _check_wav_not_truncated(path)
     try:
-        data, _ = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
+        data, _ = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
         raise SeldEdgeError(f"{path}: not readable audio ({_reason(err)})") from None
-    expected = (file_frames - start) if frames < 0 else min(frames, file_frames - start)
-    if data.shape[0] < expected:
-        raise SeldEdgeError(f"{path}: truncated ({data.shape[0]} of {expected} samples readable)")
     if not np.isfinite(data).all():
         raise SeldEdgeError(f"{path}: contains NaN or infinite samples")
     return np.ascontiguousarray(data.T)
@@ -73,6 +70,28 @@ def foa_to_stereo(foa: np.ndarray) -> np.ndarray:
         raise SeldEdgeError(f"FOA to stereo needs 4 channels, got {foa.shape[0]}")
     w, y = foa[0], foa[1]
     return np.stack([w + y, w - y]).astype(np.float32)
+
+
+def _check_wav_not_truncated(path: Path) -> None:
+    """Refuse a RIFF/WAVE file whose data chunk is shorter than its header says.
+
+    libsndfile silently shortens such files (an interrupted copy, a full disk), which would shift
+    every label after the cut; the header's declared size is the only record of the loss.
+    """
+    with open(path, "rb") as handle:
+        if handle.read(12)[8:12] != b"WAVE":
+            return
+        file_size = path.stat().st_size
+        while header := handle.read(8):
+            if len(header) < 8:
+                return
+            chunk_id, size = struct.unpack("<4sI", header)
+            if chunk_id == b"data":
+                available = file_size - handle.tell()
+                if size != 0xFFFFFFFF and available < size:
+                    raise SeldEdgeError(f"{path}: truncated (data chunk has {available} of {size} bytes)")
+                return
+            handle.seek(size + (size & 1), 1)
 
 
 def _reason(err: Exception) -> str:

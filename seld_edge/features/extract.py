@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from seld_edge.audio import read_audio
+from seld_edge.errors import SeldEdgeError
 from seld_edge.features.config import FeatureConfig
 from seld_edge.features.functional import (
     hann_window,
@@ -56,4 +57,7 @@ def compute_features(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
 
 def features_from_file(path: str | Path, config: FeatureConfig) -> np.ndarray:
     """Read an audio file (checked against the config's rate and channel count) and compute features."""
-    return compute_features(read_audio(path, config.sample_rate, config.in_channels), config)
+    audio = read_audio(path, config.sample_rate, config.in_channels)
+    if audio.shape[1] <= config.n_fft // 2:
+        raise SeldEdgeError(f"{path}: {audio.shape[1]} samples is too short for {config.kind} (n_fft {config.n_fft})")
+    return compute_features(audio, config)

@@ -1,0 +1,5 @@
+"""`python -m seld_edge` runs the command line."""
+
+from seld_edge.cli import main
+
+main()

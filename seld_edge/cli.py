@@ -1,0 +1,100 @@
+"""The `seld-edge` command line. Forms are fixed by design.md; other tools depend on them.
+
+Only this module exits: library code raises SeldEdgeError, which becomes one line on stderr and
+exit code 2 (click's own usage errors also exit 2).
+"""
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+
+from seld_edge import __version__
+from seld_edge.errors import USER_ERROR_EXIT_CODE, SeldEdgeError
+from seld_edge.features import FEATURE_KINDS
+
+
+class _Group(click.Group):
+    """Turns SeldEdgeError into a one-line message and a non-zero exit, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SeldEdgeError as err:
+            click.echo(f"error: {err}", err=True)
+            ctx.exit(USER_ERROR_EXIT_CODE)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="seld-edge")
+def main() -> None:
+    """Sound event localization and detection: data, features, metrics, export and edge runtime."""
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["foa", "stereo"]), default="foa", show_default=True)
+@click.option("--train", "n_train", type=click.IntRange(min=0), default=24, show_default=True, help="Training scenes.")
+@click.option("--test", "n_test", type=click.IntRange(min=0), default=8, show_default=True, help="Held-out scenes.")
+@click.option("--seconds", type=click.FloatRange(min=1.0), default=30.0, show_default=True, help="Scene length.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-reflections", is_flag=True, help="Leave out the early reflections.")
+def synth(out_dir: Path, fmt: str, n_train: int, n_test: int, seconds: float, seed: int, no_reflections: bool) -> None:
+    """Write a synthetic STARSS23-layout data set (audio + DCASE metadata) to OUT_DIR."""
+    from seld_edge.synth import generate_dataset
+
+    paths = generate_dataset(
+        out_dir, fmt=fmt, n_train=n_train, n_test=n_test, seconds=seconds, seed=seed, reflections=not no_reflections
+    )
+    click.echo(f"wrote {len(paths)} scenes to {out_dir}")
+
+
+@main.command()
+@click.argument("audio", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--kind", required=True, help=f"Feature kind: {', '.join(FEATURE_KINDS)}.")
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def features(audio: Path, kind: str, out: Path) -> None:
+    """Compute features of AUDIO and save them as a (C, T, F) float32 .npy file."""
+    from seld_edge.features import feature_config, features_from_file
+    from seld_edge.io import atomic_save_npy
+
+    config = feature_config(kind)
+    if not audio.is_file():
+        raise SeldEdgeError(f"{audio}: no such file")
+    array = features_from_file(audio, config)
+    atomic_save_npy(out, array)
+    click.echo(f"{out}: {kind} features {tuple(array.shape)}")
+
+
+@main.command("eval")
+@click.option("--ref", "ref_dir", required=True, type=click.Path(path_type=Path), help="Reference CSV folder.")
+@click.option("--pred", "pred_dir", required=True, type=click.Path(path_type=Path), help="Prediction CSV folder.")
+@click.option("--metric", type=click.Choice(["dcase2021", "dcase2023", "dcase2024", "dcase2025"]), default="dcase2023")
+@click.option("--json", "as_json", is_flag=True, help="Print the scores as one JSON object.")
+def evaluate(ref_dir: Path, pred_dir: Path, metric: str, as_json: bool) -> None:
+    """Score predicted DCASE CSVs against references with the official DCASE metric definitions."""
+    from seld_edge.metrics import evaluate_dirs
+
+    scores = evaluate_dirs(ref_dir, pred_dir, metric=metric)
+    if as_json:
+        click.echo(json.dumps({k: (None if math.isnan(v) else v) for k, v in scores.items()}))
+    else:
+        click.echo("  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks; each prints ratios against a reference run in the same process."""
+
+
+@bench.command("features")
+@click.option("--kind", default="foa_logmel_iv", show_default=True, help="Feature kind to time.")
+@click.option("--seconds", type=click.FloatRange(min=1.0), default=60.0, show_default=True, help="Clip length.")
+def bench_features_command(kind: str, seconds: float) -> None:
+    """Time feature extraction on one core (numpy vs the torch twin when torch is installed)."""
+    from seld_edge.benchmark import bench_features
+
+    for line in bench_features(kind, seconds):
+        click.echo(line)
