@@ -1,9 +1,11 @@
 """The command line: forms from design.md, one-line errors with exit code 2, nothing lost on failure."""
 
+import json
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from seld_edge.features import compute_features, feature_config
 from tests.conftest import plane_wave_foa
@@ -62,3 +64,47 @@ def test_console_script_prints_one_line_and_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "not readable audio" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "f.npy").exists()
+
+
+def test_synth_then_eval_json_gives_the_design_keys(cli, tmp_path):
+    from seld_edge.cli import main
+
+    data = tmp_path / "data"
+    result = cli.invoke(main, ["synth", str(data), "--train", "1", "--test", "2", "--seconds", "6", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert len(list((data / "foa_dev").rglob("*.wav"))) == 3
+    refs = data / "metadata_dev"
+    result = cli.invoke(main, ["eval", "--ref", str(refs), "--pred", str(refs), "--json"])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.output)
+    assert set(scores) == {"ER", "F", "LE", "LR", "SELD"}
+    # Macro averaging over all 13 classes: an absent class counts F = 0, LR = 0 and LE = 180.
+    present = len({line.split(",")[1] for csv in refs.rglob("*.csv") for line in csv.read_text().splitlines()})
+    assert scores["ER"] == 0.0
+    assert scores["F"] == pytest.approx(present / 13) and scores["LR"] == pytest.approx(present / 13)
+    assert scores["LE"] == pytest.approx(180.0 * (13 - present) / 13)
+
+    empty_preds = tmp_path / "preds"
+    empty_preds.mkdir()
+    result = cli.invoke(
+        main, ["eval", "--ref", str(refs), "--pred", str(empty_preds), "--json", "--metric", "dcase2024"]
+    )
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.output)
+    assert set(scores) == {"ER", "F", "LE", "LR", "SELD", "DE", "RDE"}
+    assert scores["F"] == 0.0 and scores["ER"] == 1.0, "every reference event is a deletion"
+
+
+def test_eval_and_synth_bad_input(cli, tmp_path):
+    from seld_edge.cli import main
+
+    (tmp_path / "empty").mkdir()
+    result = cli.invoke(main, ["eval", "--ref", str(tmp_path / "empty"), "--pred", str(tmp_path / "empty")])
+    assert result.exit_code == 2 and result.output.startswith("error: ") and result.output.count("\n") == 1
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.csv").write_text("0,1,0,10\n")
+    result = cli.invoke(main, ["eval", "--ref", str(bad), "--pred", str(bad)])
+    assert result.exit_code == 2 and "a.csv:1: malformed row" in result.output
+    result = cli.invoke(main, ["synth", str(tmp_path / "s"), "--format", "binaural"])
+    assert result.exit_code == 2
