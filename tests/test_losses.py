@@ -1,0 +1,75 @@
+"""Losses on small hand-made cases: values worked out by hand, permutation invariance."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from seld_edge.formats import Event  # noqa: E402
+from seld_edge.formats.labels import adpit_to_multi_accdoa, encode_adpit, encode_trackwise  # noqa: E402
+from training.losses import adpit_loss, masked_mse, mspe, soft_f_loss, trackwise_pit_loss  # noqa: E402
+
+
+def adpit_batch(events, n_frames=2, classes=2, with_distance=False):
+    target = encode_adpit(events, n_frames, classes, with_distance=with_distance)
+    perfect = adpit_to_multi_accdoa(target)
+    return torch.from_numpy(target)[None], torch.from_numpy(perfect)[None]
+
+
+def test_adpit_single_event_by_hand():
+    # One event, class 0, frame 0, straight ahead: target (1, 0, 0) on all three tracks. Zero output:
+    # 3 of the 9 (track, axis) entries of class 0 are off by 1 -> 1/3 for that (frame, class);
+    # 0 elsewhere. Mean over 2 frames x 2 classes = (1/3) / 4.
+    target, _ = adpit_batch([Event(0, 0, 0, 0.0, 0.0)])
+    loss = adpit_loss(torch.zeros(1, 2, 3 * 3 * 2), target)
+    assert loss.item() == pytest.approx(1 / 12)
+
+
+@pytest.mark.parametrize("with_distance", [False, True])
+def test_adpit_is_zero_for_the_perfect_output_and_invariant_to_track_order(with_distance):
+    events = [Event(0, 1, 0, 40.0, 0.0, 2.0), Event(0, 1, 1, -100.0, 20.0, 3.0), Event(1, 0, 0, 10.0, 5.0, 1.5)]
+    target, perfect = adpit_batch(events, with_distance=with_distance)
+    assert adpit_loss(perfect, target).item() == pytest.approx(0.0, abs=1e-12)
+    axes = 4 if with_distance else 3
+    tracks = perfect.reshape(1, 2, 3, axes, 2)
+    for order in ([1, 0, 2], [2, 1, 0], [1, 2, 0]):
+        permuted = tracks[:, :, order].reshape(1, 2, -1)
+        assert adpit_loss(permuted, target).item() == pytest.approx(0.0, abs=1e-12)
+    noisy = perfect + 0.1 * torch.randn(perfect.shape, generator=torch.Generator().manual_seed(0))
+    noisy_permuted = noisy.reshape(1, 2, 3, axes, 2)[:, :, [2, 0, 1]].reshape(1, 2, -1)
+    assert adpit_loss(noisy, target).item() == pytest.approx(adpit_loss(noisy_permuted, target).item(), rel=1e-6)
+
+
+def test_trackwise_pit_permuted_target_gives_the_same_loss():
+    events = [Event(0, 0, 0, 30.0, 0.0), Event(0, 2, 0, -60.0, 10.0), Event(1, 1, 0, 90.0, -5.0)]
+    sed_t, doa_t = (torch.from_numpy(a)[None] for a in encode_trackwise(events, 2, 3))
+    gen = torch.Generator().manual_seed(1)
+    sed = torch.rand(sed_t.shape, generator=gen).clamp(0.05, 0.95)
+    doa = torch.randn(doa_t.shape, generator=gen)
+    order = [2, 0, 1]
+    loss = trackwise_pit_loss(sed, doa, sed_t, doa_t)
+    assert trackwise_pit_loss(sed, doa, sed_t[:, :, order], doa_t[:, :, order]).item() == pytest.approx(loss.item())
+    perfect = trackwise_pit_loss(sed_t.clamp(1e-6, 1 - 1e-6), doa_t, sed_t[:, :, order], doa_t[:, :, order])
+    assert perfect.item() < 1e-4 < loss.item()
+
+
+def test_masked_mse_soft_f_and_mspe_by_hand():
+    prediction = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    target = torch.tensor([[0.0, 2.0], [0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0], [0.0, 0.0]])
+    assert masked_mse(prediction, target, mask).item() == pytest.approx((1.0 + 0.0) / 2)
+    truth = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    assert soft_f_loss(truth, truth).item() == pytest.approx(0.0, abs=1e-6)
+    assert soft_f_loss(1.0 - truth, truth).item() == pytest.approx(1.0)
+    # half-confident everywhere: tp 1, fp 1, fn 1 -> F = 2 / 4
+    assert soft_f_loss(torch.full((4,), 0.5), truth).item() == pytest.approx(0.5)
+    distance = torch.tensor([2.0, 4.0])
+    assert mspe(2 * distance, distance, torch.ones(2), eps=0.0).item() == pytest.approx(1.0)
+    assert mspe(distance, distance, torch.ones(2)).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_adpit_matches_the_baseline_shape_contract():
+    target = torch.from_numpy(encode_adpit([], 5, 13, with_distance=True))[None]
+    assert tuple(target.shape) == (1, 5, 6, 5, 13)
+    assert adpit_loss(torch.zeros(1, 5, 156), target).item() == 0.0
+    assert np.isfinite(adpit_loss(torch.ones(1, 5, 156), target).item())

@@ -1,0 +1,83 @@
+"""Training losses of the zoo, each unit-tested on hand-made cases (tests/test_losses.py).
+
+Shapes follow seld_edge.formats.labels: multi-ACCDOA output (B, T, 3 * A * C) with ADPIT targets
+(B, T, 6, 1 + A, C) (A = 3 axes, or 4 with distance); track-wise sed (B, T, K, C) and doa (B, T, K, 3).
+"""
+
+from itertools import permutations
+
+import torch
+import torch.nn.functional as F
+
+# ADPIT: the 13 ways to lay the 6 target slots (A0, B0, B1, C0, C1, C2) over 3 output tracks: A0 on
+# every track, the 6 two-source arrangements of B0/B1, the 6 orders of C0/C1/C2 (Shimada et al. 2022).
+_ADPIT_ARRANGEMENTS = (
+    [(0, 0, 0)]
+    + [(1, 1, 2), (1, 2, 1), (1, 2, 2), (2, 1, 1), (2, 1, 2), (2, 2, 1)]
+    + [tuple(3 + i for i in p) for p in permutations(range(3))]
+)
+
+
+def adpit_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Auxiliary duplicating permutation invariant MSE (the DCASE 2022-2024 baseline's loss).
+
+    Per frame and class the loss is the minimum over the 13 arrangements of the MSE between the 3
+    output tracks and the arranged slot vectors (activity * direction[, distance]). As in the
+    baseline, each arrangement's target is padded with the slots of the other polyphony groups
+    (A/B/C) so that an inactive group never pulls an output towards zero it should not.
+    """
+    batch, frames, _, axes_plus_one, classes = target.shape
+    axes = axes_plus_one - 1
+    slots = target[:, :, :, :1] * target[:, :, :, 1:]  # (B, T, 6, A, C)
+    output = output.reshape(batch, frames, 3, axes, classes)
+    group_of = {0: 0, 1: 1, 2: 1, 3: 2, 4: 2, 5: 2}
+    first_of_group = ((0, 0, 0), (1, 1, 2), (3, 4, 5))
+    group_targets = [slots[:, :, list(idx)] for idx in first_of_group]  # each (B, T, 3, A, C)
+    losses = []
+    for arrangement in _ADPIT_ARRANGEMENTS:
+        group = group_of[arrangement[0]]
+        arranged = slots[:, :, list(arrangement)]
+        padding = sum(group_targets[g] for g in range(3) if g != group)
+        losses.append(F.mse_loss(output, arranged + padding, reduction="none").mean(dim=(2, 3)))  # (B, T, C)
+    return torch.stack(losses).min(dim=0).values.mean()
+
+
+def trackwise_pit_loss(
+    sed: torch.Tensor,
+    doa: torch.Tensor,
+    sed_target: torch.Tensor,
+    doa_target: torch.Tensor,
+    sed_weight: float = 0.5,
+) -> torch.Tensor:
+    """Frame-level permutation invariant loss over the K! track orders (EINV2): weighted BCE + MSE.
+
+    sed holds probabilities (after sigmoid). The DOA error only counts on active target tracks.
+    """
+    tracks = sed.shape[2]
+    per_order = []
+    for order in permutations(range(tracks)):
+        st, dt = sed_target[:, :, list(order)], doa_target[:, :, list(order)]
+        bce = F.binary_cross_entropy(sed, st, reduction="none").mean(dim=(2, 3))
+        active = st.amax(dim=-1, keepdim=True)
+        mse = ((doa - dt) ** 2 * active).mean(dim=(2, 3))
+        per_order.append(sed_weight * bce + (1.0 - sed_weight) * mse)
+    return torch.stack(per_order).min(dim=0).values.mean()
+
+
+def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """MSE counted where mask is 1 (e.g. DOA of active classes only), averaged over the mask's mass."""
+    mask = mask.expand_as(target).to(prediction.dtype)
+    return ((prediction - target) ** 2 * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def soft_f_loss(probabilities: torch.Tensor, target: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """1 - soft F1 over the whole batch (M2M-AST's second SED stage): differentiable counts."""
+    tp = (probabilities * target).sum()
+    fp = (probabilities * (1.0 - target)).sum()
+    fn = ((1.0 - probabilities) * target).sum()
+    return 1.0 - 2.0 * tp / (2.0 * tp + fp + fn + eps)
+
+
+def mspe(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Mean squared percentage error of distances on active events (Stereo-RCnet's distance loss)."""
+    return masked_mse(prediction / (target + eps), torch.ones_like(target), mask)
