@@ -1,0 +1,88 @@
+"""The 16 first-order-ambisonics rotations and reflections of Mazzon et al. (2019), defined once.
+
+Each transform maps azimuth phi to one of phi + k*90 deg or -phi + k*90 deg (k = 0..3) and elevation
+theta to +-theta. On direction vectors (x, y, z) that is a signed permutation matrix M; FOA channels
+X, Y, Z transform exactly like (x, y, z) and W is unchanged, so the same M rotates audio, features
+(log spectra are permuted, intensity vectors multiplied by M) and labels. Training uses them as data
+augmentation; prediction as test-time augmentation (rotate, predict, rotate the outputs back).
+"""
+
+from dataclasses import dataclass, replace
+from itertools import product
+
+import numpy as np
+
+from seld_edge.formats.dcase_csv import Event
+from seld_edge.geometry import polar_to_unit, unit_to_polar
+
+# FOA channel order (ACN): W, Y, Z, X. Index of x, y, z among those channels:
+_XYZ_CHANNELS = (3, 1, 2)
+
+
+@dataclass(frozen=True)
+class FoaTransform:
+    """A signed 3x3 permutation acting on (x, y, z) directions."""
+
+    matrix: np.ndarray
+    name: str
+
+    @property
+    def inverse(self) -> "FoaTransform":
+        return FoaTransform(self.matrix.T.copy(), f"inverse({self.name})")
+
+    def vectors(self, xyz: np.ndarray) -> np.ndarray:
+        """Transform (..., 3) direction vectors."""
+        return xyz @ self.matrix.T.astype(xyz.dtype)
+
+    def audio(self, foa: np.ndarray) -> np.ndarray:
+        """Transform (4, N) ACN/SN3D audio (W, Y, Z, X)."""
+        out = foa.copy()
+        out[list(_XYZ_CHANNELS)] = self.matrix.astype(foa.dtype) @ foa[list(_XYZ_CHANNELS)]
+        return out
+
+    def features(self, features: np.ndarray) -> np.ndarray:
+        """Transform (7, T, F) FOA features: log spectra W, Y, Z, X then intensity vector x, y, z.
+
+        A log spectrum only sees |channel|, so signs drop out and the spectra are permuted; the
+        intensity vector Re(conj(W) [X, Y, Z]) transforms like a direction.
+        """
+        if features.shape[0] != 7:
+            raise ValueError(f"FOA features need 7 channels (4 spectra + IV), got {features.shape[0]}")
+        source_of = np.abs(self.matrix).argmax(axis=1)  # output axis i takes input axis source_of[i]
+        out = features.copy()
+        for axis, channel in enumerate(_XYZ_CHANNELS):
+            out[channel] = features[_XYZ_CHANNELS[source_of[axis]]]
+        out[4:] = np.tensordot(self.matrix.astype(features.dtype), features[4:], axes=1)
+        return out
+
+    def events(self, events: list[Event]) -> list[Event]:
+        """Events with their directions transformed (distance, class, source unchanged)."""
+        if not events:
+            return []
+        xyz = self.vectors(polar_to_unit([e.azimuth for e in events], [e.elevation for e in events]))
+        azimuth, elevation = unit_to_polar(xyz)
+        return [
+            replace(e, azimuth=float(np.round(az, 6)), elevation=float(np.round(el, 6)))
+            for e, az, el in zip(events, azimuth, elevation, strict=True)
+        ]
+
+
+def _azimuth_matrix(quarter_turns: int, mirrored: bool) -> np.ndarray:
+    """phi -> (+-phi) + quarter_turns * 90 deg as a 2x2 matrix on (x, y)."""
+    c, s = np.round(np.cos(np.pi / 2 * quarter_turns)), np.round(np.sin(np.pi / 2 * quarter_turns))
+    rotation = np.array([[c, -s], [s, c]])
+    return rotation @ np.diag([1.0, -1.0]) if mirrored else rotation
+
+
+def _all_transforms() -> tuple[FoaTransform, ...]:
+    transforms = []
+    for mirrored, quarter_turns, flip_elevation in product((False, True), range(4), (False, True)):
+        matrix = np.zeros((3, 3))
+        matrix[:2, :2] = _azimuth_matrix(quarter_turns, mirrored)
+        matrix[2, 2] = -1.0 if flip_elevation else 1.0
+        name = f"az={'-' if mirrored else ''}phi{quarter_turns * 90:+d},el={'-' if flip_elevation else ''}theta"
+        transforms.append(FoaTransform(matrix, name))
+    return tuple(transforms)
+
+
+FOA_TRANSFORMS: tuple[FoaTransform, ...] = _all_transforms()  # FOA_TRANSFORMS[0] is the identity
