@@ -27,6 +27,11 @@ Formats that hold one direction per class (``accdoa``, ``sed_doa``) cannot repre
 one class in a frame: their encoders keep the event with the lowest source id. Decoders number the
 sources of each frame and class 0, 1, 2 (models do not track identities) and return events sorted by
 (frame, class, source). Distances are metres throughout.
+
+Every decoder takes an activity threshold that is either one number or one per class
+(:data:`Thresholds`): Stereo-RCnet and M2M-AST tune a threshold per class on validation data. The
+events of a class depend on that class's threshold only, which is what lets
+:func:`seld_edge.postprocess.tune_thresholds` decode once per threshold value and mix classes.
 """
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -49,6 +54,9 @@ ADPIT_SLOTS = ("A0", "B0", "B1", "C0", "C1", "C2")
 _ADPIT_SLOTS_BY_COUNT = {1: (0,), 2: (1, 2), 3: (3, 4, 5)}
 # Track pairs compared by the baseline's unification: 0~1, 1~2 and 2~0 (stored low index first).
 _TRACK_PAIRS = ((0, 1), (1, 2), (0, 2))
+
+Thresholds = float | Sequence[float] | np.ndarray
+"""An activity threshold for every class, or a sequence of one per class."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -108,6 +116,20 @@ def _check_shape(array: np.ndarray, expected: tuple[int | None, ...], what: str)
         raise SeldEdgeError(f"{what} has shape {array.shape}, expected {shown}")
 
 
+def class_thresholds(threshold: Thresholds, num_classes: int) -> np.ndarray:
+    """Thresholds as a (C,) array that broadcasts over a class axis.
+
+    A length mismatch means the settings were tuned for another class list (say, a model file's
+    metadata against a different class list), which is a user error.
+    """
+    values = np.asarray(threshold, dtype=np.float64)
+    if values.ndim == 0:
+        return np.full(num_classes, float(values))
+    if values.shape != (num_classes,):
+        raise SeldEdgeError(f"got {values.size} per-class thresholds for {num_classes} classes")
+    return values
+
+
 def _event(frame: int, class_index: int, source: int, vector: np.ndarray, distance: float | None) -> Event:
     azimuth, elevation = unit_to_polar(vector)
     return Event(
@@ -144,15 +166,15 @@ def encode_accdoa(
     return target.reshape(n_frames, -1)
 
 
-def decode_accdoa(output: np.ndarray, num_classes: int, *, threshold: float = ACTIVITY_THRESHOLD) -> list[Event]:
-    """Events from an ACCDOA output (T, 3*C) or (T, 4*C): a class is active when its norm > threshold.
+def decode_accdoa(output: np.ndarray, num_classes: int, *, threshold: Thresholds = ACTIVITY_THRESHOLD) -> list[Event]:
+    """Events from an ACCDOA output (T, 3*C) or (T, 4*C): a class is active when its norm > its threshold.
 
     Negative distances (a regression head can overshoot) are clipped to 0, as the 2024 baseline does.
     """
     output = np.asarray(output, dtype=np.float64)
     coords = _output_coords(output, num_classes, {3: 3, 4: 4}, "ACCDOA")
     blocks = output.reshape(output.shape[0], coords, num_classes)
-    active = np.linalg.norm(blocks[:, :3], axis=1) > threshold
+    active = np.linalg.norm(blocks[:, :3], axis=1) > class_thresholds(threshold, num_classes)
     events = []
     for frame, class_index in np.argwhere(active):
         distance = max(blocks[frame, 3, class_index], 0.0) if coords == 4 else None
@@ -224,14 +246,14 @@ def decode_multi_accdoa(
     output: np.ndarray,
     num_classes: int,
     *,
-    threshold: float = ACTIVITY_THRESHOLD,
+    threshold: Thresholds = ACTIVITY_THRESHOLD,
     unify_deg: float = UNIFY_DEG,
 ) -> list[Event]:
     """Events from a multi-ACCDOA output (T, 3*3*C) or (T, 3*4*C) ordered [track][coordinate][class].
 
-    A track is active when its xyz norm > threshold. Active same-class tracks closer than unify_deg are
-    merged by averaging their vectors (and distances), because ADPIT trains a single source to appear
-    on several tracks. Sources of a frame and class are numbered 0, 1, 2 in track order (a merged
+    A track is active when its xyz norm > its class's threshold. Active same-class tracks closer than
+    unify_deg are merged by averaging their vectors (and distances), because ADPIT trains a single
+    source to appear on several tracks. Sources of a frame and class are numbered 0, 1, 2 in track order (a merged
     group sits at its lowest track). Negative distances are clipped to 0, as in the 2024 baseline.
     """
     output = np.asarray(output, dtype=np.float64)
@@ -239,7 +261,7 @@ def decode_multi_accdoa(
     tracks = np.moveaxis(output.reshape(output.shape[0], NUM_TRACKS, coords, num_classes), 2, -1)  # (T, 3, C, coords)
     vectors = tracks[..., :3]
     distances = np.maximum(tracks[..., 3], 0.0) if coords == 4 else None
-    active = np.linalg.norm(vectors, axis=-1) > threshold  # (T, 3, C)
+    active = np.linalg.norm(vectors, axis=-1) > class_thresholds(threshold, num_classes)  # (T, 3, C)
     similar = np.stack(
         [
             active[:, i] & active[:, j] & (angular_distance_deg(vectors[:, i], vectors[:, j]) < unify_deg)
@@ -287,19 +309,21 @@ def encode_trackwise(
 
 
 def decode_trackwise(
-    sed: np.ndarray, doa: np.ndarray, num_classes: int, *, threshold: float = ACTIVITY_THRESHOLD
+    sed: np.ndarray, doa: np.ndarray, num_classes: int, *, threshold: Thresholds = ACTIVITY_THRESHOLD
 ) -> list[Event]:
     """Events from track-wise outputs sed (T, K, C) probabilities and doa (T, K, 3).
 
     As in EIN-SELD's inference, each track carries only its most probable class, active when that
-    probability > threshold. Same-class tracks of a frame become sources 0, 1, ... in track order.
+    probability > that class's threshold. Same-class tracks of a frame become sources 0, 1, ... in
+    track order.
     """
     sed = np.asarray(sed, dtype=np.float64)
     doa = np.asarray(doa, dtype=np.float64)
     _check_shape(sed, (None, None, num_classes), "track-wise SED output")
     _check_shape(doa, (sed.shape[0], sed.shape[1], 3), "track-wise DOA output")
     best = sed.argmax(axis=-1)  # (T, K)
-    active = np.take_along_axis(sed, best[..., None], axis=-1)[..., 0] > threshold
+    best_probability = np.take_along_axis(sed, best[..., None], axis=-1)[..., 0]
+    active = best_probability > class_thresholds(threshold, num_classes)[best]
     found = sorted((frame, best[frame, track], track) for frame, track in np.argwhere(active))
     events = []
     for (frame, class_index), group in groupby(found, key=lambda item: item[:2]):
@@ -330,11 +354,11 @@ def encode_sed_doa(events: Iterable[Event], n_frames: int, num_classes: int) -> 
 
 
 def decode_sed_doa(
-    sed: np.ndarray, doa: np.ndarray, num_classes: int, *, threshold: float = ACTIVITY_THRESHOLD
+    sed: np.ndarray, doa: np.ndarray, num_classes: int, *, threshold: Thresholds = ACTIVITY_THRESHOLD
 ) -> list[Event]:
-    """Events from sed (T, C) probabilities and doa (T, 3*C): a class is active when sed > threshold.
+    """Events from sed (T, C) probabilities and doa (T, 3*C): a class is active when sed > its threshold.
 
-    The threshold is a parameter because these models tune it (GLFER-Net uses 0.3).
+    The threshold is a parameter because these models tune it (GLFER-Net uses 0.3, M2M-AST one per class).
     """
     sed = np.asarray(sed, dtype=np.float64)
     doa = np.asarray(doa, dtype=np.float64)
@@ -343,7 +367,7 @@ def decode_sed_doa(
     vectors = doa.reshape(sed.shape[0], 3, num_classes)
     return [
         _event(frame, class_index, 0, vectors[frame, :, class_index], None)
-        for frame, class_index in np.argwhere(sed > threshold)
+        for frame, class_index in np.argwhere(sed > class_thresholds(threshold, num_classes))
     ]
 
 

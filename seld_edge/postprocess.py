@@ -1,0 +1,360 @@
+"""Post-processing from raw model outputs to events, shared unchanged by ``seld-edge predict`` and the runtime.
+
+The steps are those of M2M-AST and Stereo-RCnet: a clip longer than the model's input is cut into
+overlapping windows whose outputs are averaged (:func:`window_starts`, :func:`overlap_average`);
+optional 16-way FOA rotation test-time augmentation (:func:`rotate_outputs`); a median filter along
+time; per-class activity thresholds, tuned on validation data (:func:`tune_thresholds`); and, for
+multi-ACCDOA, merging same-class tracks closer than 15 degrees. :class:`PostProcessing` holds the
+settings and travels with checkpoints and exported models, so PyTorch and ONNX/TensorRT runs of one
+model write the same CSV. Numpy and scipy only: the runtime imports this without torch.
+
+Units. Windows are cut from the feature tensor, in feature frames; model outputs come in label
+frames (100 ms). With ``r`` feature frames per label frame (an integer the caller knows from the
+model, e.g. 5 for a 20 ms hop), cutting and averaging line up exactly when the feature clip, the
+window and the hop are all whole numbers of label frames:
+
+1. ``n_labels = ceil(n_feature_frames / r)``; pad the features at the end to ``n_labels * r`` frames.
+2. ``starts = window_starts(n_labels * r, window, hop)`` with window and hop multiples of ``r``; pad a
+   clip shorter than the window up to the window.
+3. Run the model on ``features[:, s : s + window]`` for each start; each gives ``window / r`` frames.
+4. ``overlap_average(outputs, label_starts(starts, r), n_labels)``, once per output array.
+"""
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from seld_edge.errors import SeldEdgeError
+from seld_edge.foa_transforms import FoaTransform
+from seld_edge.formats.dcase_csv import Event
+from seld_edge.formats.labels import (
+    ACTIVITY_THRESHOLD,
+    NUM_TRACKS,
+    UNIFY_DEG,
+    Thresholds,
+    class_thresholds,
+    get_output_format,
+)
+from seld_edge.metrics import evaluate
+
+THRESHOLD_GRID = np.arange(0.1, 0.95, 0.05)
+"""Thresholds tried per class by :func:`tune_thresholds`: 0.10, 0.15, ..., 0.90."""
+
+# Per format: the output holding directions and its number of [coordinate][class] track blocks
+# (None: track-wise vectors (T, K, 3) with xyz last).
+_DIRECTION_OUTPUTS: dict[str, tuple[str, int | None]] = {
+    "accdoa": ("accdoa", 1),
+    "multi_accdoa": ("accdoa", NUM_TRACKS),
+    "trackwise": ("doa", None),
+    "sed_doa": ("doa", 1),
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# sliding windows
+
+
+def window_starts(n_frames: int, window: int, hop: int) -> list[int]:
+    """Start frames of the windows that cover a clip of n_frames, every hop frames.
+
+    The last window is aligned to the end of the clip rather than run past it, so no window is mostly
+    padding; it overlaps its neighbour more than hop implies, which :func:`overlap_average` handles.
+    A clip no longer than the window gets one window at 0, which the caller pads up to the window.
+    Any unit works; the module docstring says which makes feature and label frames line up.
+    """
+    if n_frames < 1 or window < 1 or hop < 1:
+        raise ValueError(f"n_frames, window and hop must be positive, got {n_frames}, {window}, {hop}")
+    if hop > window:
+        raise ValueError(f"hop {hop} is longer than the window {window}: frames between windows would get no output")
+    if n_frames <= window:
+        return [0]
+    return [*range(0, n_frames - window, hop), n_frames - window]
+
+
+def label_starts(starts: Sequence[int], frames_per_label: int) -> list[int]:
+    """Window starts in feature frames converted to label frames (frames_per_label feature frames each).
+
+    A start inside a label frame would shift that window's outputs by a fraction of a frame, so it
+    is refused rather than rounded: pad the clip and pick window and hop as the module docstring says.
+    """
+    if frames_per_label < 1:
+        raise ValueError(f"frames_per_label must be positive, got {frames_per_label}")
+    misaligned = [s for s in starts if s % frames_per_label]
+    if misaligned:
+        raise ValueError(
+            f"window starts {misaligned} are not multiples of {frames_per_label} feature frames per label frame"
+        )
+    return [s // frames_per_label for s in starts]
+
+
+def overlap_average(outputs: Sequence[np.ndarray], starts: Sequence[int], n_frames: int) -> np.ndarray:
+    """One (n_frames, ...) output for a clip from the outputs (T_w, ...) of windows starting at starts.
+
+    Outputs and starts are in label (output) frames. Where windows overlap their outputs are averaged,
+    which smooths the predictions near window edges, where a model sees the least context. Frames past
+    n_frames come from padding and are dropped. Float32 outputs stay float32.
+    """
+    arrays = [np.asarray(output) for output in outputs]
+    if not arrays or len(arrays) != len(starts):
+        raise ValueError(f"need one start per window output, got {len(arrays)} outputs and {len(starts)} starts")
+    trailing = arrays[0].shape[1:]
+    if any(array.shape[1:] != trailing for array in arrays):
+        raise ValueError(f"window outputs differ in shape: {sorted({array.shape for array in arrays})}")
+    if min(starts) < 0:
+        raise ValueError(f"window starts must not be negative, got {min(starts)}")
+    end = max(n_frames, *(start + len(array) for start, array in zip(starts, arrays, strict=True)))
+    total = np.zeros((end, *trailing), dtype=np.float64)
+    count = np.zeros(end, dtype=np.int64)
+    for start, array in zip(starts, arrays, strict=True):
+        total[start : start + len(array)] += array
+        count[start : start + len(array)] += 1
+    total, count = total[:n_frames], count[:n_frames]
+    if not count.all():
+        raise ValueError(f"the windows leave frame {int(np.argmin(count))} of {n_frames} without an output")
+    average = total / count.reshape(-1, *(1,) * len(trailing))
+    return average.astype(np.result_type(*arrays, np.float32))
+
+
+# --------------------------------------------------------------------------------------------------
+# smoothing and test-time augmentation
+
+
+def median_filter_time(array: np.ndarray, size: int) -> np.ndarray:
+    """Median of size frames along time (axis 0), each other element on its own; size 1 is the identity.
+
+    It removes isolated one- or two-frame blips (a spike shorter than size / 2) while keeping onsets
+    and offsets of longer events in place. size must be odd so the filter is centred and shifts nothing.
+    """
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"median filter size must be a positive odd number, got {size}")
+    array = np.asarray(array)
+    if size == 1:
+        return array
+    return ndimage.median_filter(array, size=(size,) + (1,) * (array.ndim - 1))
+
+
+def _rotate_class_blocks(
+    array: np.ndarray, tracks: int, num_classes: int, transform: FoaTransform, what: str
+) -> np.ndarray:
+    """Transform the xyz of an output (T, tracks*A*C) laid out [track][coordinate][class], A = 3 or 4.
+
+    A 4th coordinate (distance) is left as it is: rotations and reflections do not move a source
+    nearer or farther.
+    """
+    array = np.asarray(array)
+    per_coordinate = tracks * num_classes
+    if array.ndim != 2 or array.shape[1] not in (3 * per_coordinate, 4 * per_coordinate):
+        raise SeldEdgeError(
+            f"{what} output has shape {array.shape}, expected (T, {3 * per_coordinate}) or (T, {4 * per_coordinate})"
+        )
+    blocks = array.reshape(array.shape[0], tracks, -1, num_classes).copy()
+    xyz = np.moveaxis(blocks[:, :, :3], 2, -1)  # (T, tracks, C, 3)
+    blocks[:, :, :3] = np.moveaxis(transform.vectors(xyz), -1, 2)
+    return blocks.reshape(array.shape)
+
+
+def rotate_outputs(
+    outputs: Mapping[str, np.ndarray], output_format: str, num_classes: int, transform: FoaTransform
+) -> dict[str, np.ndarray]:
+    """Model outputs with their directions transformed, for test-time augmentation.
+
+    Usage: for each transform in FOA_TRANSFORMS, predict on ``transform.features(features)``, map the
+    outputs back with ``rotate_outputs(pred, fmt, C, transform.inverse)`` and average them over the
+    transforms. Only directions change: activities, class probabilities and distances are invariant
+    under rotations and reflections. For (multi-)ACCDOA the vector's length is its activity, which a
+    rotation preserves, so the whole vector is rotated. Other arrays in outputs pass through.
+    """
+    get_output_format(output_format)  # a clear error for an unknown name
+    name, tracks = _DIRECTION_OUTPUTS[output_format]
+    if name not in outputs:
+        raise SeldEdgeError(f"the {output_format} format needs a model output {name!r}, got {sorted(outputs)}")
+    rotated = dict(outputs)
+    if tracks is None:
+        doa = np.asarray(outputs[name])
+        if doa.ndim != 3 or doa.shape[-1] != 3:
+            raise SeldEdgeError(f"track-wise DOA output has shape {doa.shape}, expected (T, K, 3)")
+        rotated[name] = transform.vectors(doa)
+    else:
+        rotated[name] = _rotate_class_blocks(outputs[name], tracks, num_classes, transform, output_format)
+    return rotated
+
+
+# --------------------------------------------------------------------------------------------------
+# settings and decoding
+
+
+@dataclass(frozen=True)
+class PostProcessing:
+    """How a model's outputs become events; stored (as JSON) with checkpoints and in exported models.
+
+    thresholds: the activity threshold, one for all classes or a tuple of one per class.
+    median_size: frames of the median filter along time (odd; 1 = off).
+    unify_deg: multi-ACCDOA tracks of one class closer than this are one event (other formats ignore it).
+    """
+
+    thresholds: float | tuple[float, ...] = ACTIVITY_THRESHOLD
+    median_size: int = 1
+    unify_deg: float = UNIFY_DEG
+
+    def __post_init__(self) -> None:
+        values = np.asarray(self.thresholds, dtype=np.float64)
+        if values.ndim > 1 or values.size == 0 or not np.isfinite(values).all():
+            raise ValueError(f"thresholds must be a number or a non-empty list of numbers, got {self.thresholds!r}")
+        # normalised so that settings read back from JSON (lists) compare and hash equal
+        object.__setattr__(self, "thresholds", float(values) if values.ndim == 0 else tuple(map(float, values)))
+        if isinstance(self.median_size, bool) or not isinstance(self.median_size, int | np.integer):
+            raise ValueError(f"median_size must be an integer, got {self.median_size!r}")
+        if self.median_size < 1 or self.median_size % 2 == 0:
+            raise ValueError(f"median_size must be a positive odd number, got {self.median_size}")
+        if not 0.0 <= self.unify_deg <= 180.0:
+            raise ValueError(f"unify_deg must be in [0, 180] degrees, got {self.unify_deg}")
+        object.__setattr__(self, "median_size", int(self.median_size))
+        object.__setattr__(self, "unify_deg", float(self.unify_deg))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (thresholds as a list) for checkpoints and training configs."""
+        data = asdict(self)
+        if isinstance(self.thresholds, tuple):
+            data["thresholds"] = list(self.thresholds)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "PostProcessing":
+        """Settings from :meth:`to_dict`; missing keys take their defaults.
+
+        Bad values come from a user's config or a damaged file, so they are user errors.
+        """
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise SeldEdgeError(f"unknown post-processing keys: {', '.join(unknown)}")
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as err:
+            raise SeldEdgeError(f"invalid post-processing settings: {err}") from None
+
+    def to_json(self) -> str:
+        """JSON with a type tag, for the metadata of exported models."""
+        return json.dumps({"type": "PostProcessing", **self.to_dict()}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "PostProcessing":
+        """Settings from :meth:`to_json`; malformed text (a damaged model file) is a user error."""
+        try:
+            data: dict[str, Any] = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise SeldEdgeError(f"post-processing settings are not valid JSON ({err})") from None
+        if not isinstance(data, dict) or data.pop("type", None) != "PostProcessing":
+            raise SeldEdgeError("post-processing JSON has no 'type': 'PostProcessing' tag")
+        return cls.from_dict(data)
+
+    def _smoothed(self, outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output median-filtered along time (the step before thresholds)."""
+        return {name: median_filter_time(array, self.median_size) for name, array in outputs.items()}
+
+    def _decode(
+        self, smoothed: Mapping[str, np.ndarray], output_format: str, num_classes: int, thresholds: Thresholds
+    ) -> list[Event]:
+        """Events from already smoothed outputs with the given thresholds (this object's other settings)."""
+        options: dict[str, Any] = {"threshold": thresholds}
+        if output_format == "multi_accdoa":
+            options["unify_deg"] = self.unify_deg
+        return get_output_format(output_format).decode(smoothed, num_classes, **options)
+
+    def to_events(self, outputs: Mapping[str, np.ndarray], output_format: str, num_classes: int) -> list[Event]:
+        """Events of one clip from its (window-averaged, possibly TTA-averaged) outputs (T, ...).
+
+        Median filter, then the format's decoder with this object's thresholds (and unify_deg).
+        """
+        return self._decode(self._smoothed(outputs), output_format, num_classes, self.thresholds)
+
+
+# --------------------------------------------------------------------------------------------------
+# threshold tuning
+
+
+def _loss(scores: Mapping[str, float]) -> float:
+    """Lower is better: the SELD score where the metric has one (dcase2021-2024), else 1 - F (dcase2025).
+
+    A NaN SELD (the 2024 metric with nothing matched at all) counts as the worst possible.
+    """
+    if "SELD" in scores:
+        return float("inf") if np.isnan(scores["SELD"]) else scores["SELD"]
+    return 1.0 - scores["F"]
+
+
+def tune_thresholds(
+    clips: Sequence[tuple[Mapping[str, np.ndarray], list[Event]]],
+    output_format: str,
+    num_classes: int,
+    metric: str = "dcase2023",
+    grid: Sequence[float] | np.ndarray = THRESHOLD_GRID,
+    base: PostProcessing = PostProcessing(),
+    *,
+    passes: int = 2,
+) -> PostProcessing:
+    """Per-class thresholds that optimise metric on validation clips (Stereo-RCnet's dynamic thresholds).
+
+    clips: (outputs, reference events) per clip, the outputs as given to :meth:`PostProcessing.to_events`.
+    Coordinate ascent: starting from base's thresholds, each class in turn gets the grid value that
+    gives the best score over all clips with the other classes fixed, and keeps its threshold unless
+    a value is strictly better; among equally good values the one nearest the current threshold wins,
+    so a threshold moves only as far as the data asks. This repeats for up to passes rounds, stopping
+    early when a round changes nothing. The result never scores worse than base on these clips.
+    Grid values are rounded to 6 decimals so the stored thresholds read cleanly.
+
+    Cost: a class's events depend on its own threshold only, so each clip is decoded once per distinct
+    threshold value (at most len(grid) + C decodes per clip) and events are then regrouped per class.
+    The metric is computed over all clips 1 + passes * C * len(grid) times at most (443 for
+    13 classes, the default 17-value grid and 2 passes), which dominates the run time: about 40 s
+    for ten 1-minute multi-ACCDOA clips with the dcase2023 metric on one CPU core.
+    """
+    if not clips:
+        raise SeldEdgeError("threshold tuning needs at least one validation clip")
+    if passes < 1:
+        raise ValueError(f"passes must be positive, got {passes}")
+    candidates = sorted({round(float(value), 6) for value in grid})
+    if not candidates:
+        raise ValueError("the threshold grid is empty")
+    smoothed = [base._smoothed(outputs) for outputs, _ in clips]
+    references = [reference for _, reference in clips]
+    by_threshold: dict[float, list[list[list[Event]]]] = {}  # threshold -> clip -> class -> events
+
+    def events_at(threshold: float) -> list[list[list[Event]]]:
+        if threshold not in by_threshold:
+            per_clip = []
+            for outputs in smoothed:
+                per_class: list[list[Event]] = [[] for _ in range(num_classes)]
+                for event in base._decode(outputs, output_format, num_classes, threshold):
+                    per_class[event.class_index].append(event)
+                per_clip.append(per_class)
+            by_threshold[threshold] = per_clip
+        return by_threshold[threshold]
+
+    def loss(thresholds: Sequence[float]) -> float:
+        pairs = []
+        for clip, reference in enumerate(references):
+            events = [e for c, value in enumerate(thresholds) for e in events_at(value)[clip][c]]
+            pairs.append((reference, sorted(events, key=lambda e: (e.frame, e.class_index, e.source))))
+        return _loss(evaluate(pairs, metric, num_classes))
+
+    thresholds = [float(value) for value in class_thresholds(base.thresholds, num_classes)]
+    best = loss(thresholds)
+    for _ in range(passes):
+        changed = False
+        for class_index in range(num_classes):
+            current = thresholds[class_index]
+            trials = [(best, current)] + [
+                (loss([*thresholds[:class_index], value, *thresholds[class_index + 1 :]]), value)
+                for value in candidates
+                if value != current
+            ]
+            best, value = min(trials, key=lambda trial: (trial[0], abs(trial[1] - current)))
+            if value != current:
+                thresholds[class_index], changed = value, True
+        if not changed:
+            break
+    return replace(base, thresholds=tuple(thresholds))
