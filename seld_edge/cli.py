@@ -98,3 +98,36 @@ def bench_features_command(kind: str, seconds: float) -> None:
 
     for line in bench_features(kind, seconds):
         click.echo(line)
+
+
+@main.command()
+def models() -> None:
+    """The model zoo: name, parameter count, feature kind, output format."""
+    from seld_edge.models import create, list_models, model_card
+
+    click.echo(f"{'name':<16}{'params':>12}  {'feature kind':<20}{'output format':<14}")
+    for name in list_models():
+        card = model_card(name)
+        params = sum(p.numel() for p in create(name).parameters())
+        click.echo(f"{name:<16}{params / 1e6:>10.3f} M  {card.feature_kind:<20}{card.output_format:<14}")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("audio", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--tta", is_flag=True, help="Average over the 16 FOA rotations (FOA models only).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+def predict(checkpoint: Path, audio: Path, out_dir: Path, tta: bool, device: str) -> None:
+    """PyTorch inference: one DCASE CSV per audio file of AUDIO (a file or a folder) in OUT_DIR.
+
+    CHECKPOINT is a checkpoint (.json/.safetensors) or a training run folder (its best checkpoint).
+    """
+    from training.checkpoint import load_checkpoint
+    from training.predict import predict_files
+
+    system, meta = load_checkpoint(checkpoint, device=device)
+    if tta and system.card.feature_config().iv_norm is None:
+        raise SeldEdgeError("--tta rotates FOA features; this model takes stereo input")
+    written = predict_files(system, meta, audio, out_dir, tta=tta)
+    click.echo(f"wrote {len(written)} CSV files to {out_dir}")

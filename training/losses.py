@@ -4,6 +4,7 @@ Shapes follow seld_edge.formats.labels: multi-ACCDOA output (B, T, 3 * A * C) wi
 (B, T, 6, 1 + A, C) (A = 3 axes, or 4 with distance); track-wise sed (B, T, K, C) and doa (B, T, K, 3).
 """
 
+from collections.abc import Mapping
 from itertools import permutations
 
 import torch
@@ -81,3 +82,25 @@ def soft_f_loss(probabilities: torch.Tensor, target: torch.Tensor, eps: float = 
 def mspe(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     """Mean squared percentage error of distances on active events (Stereo-RCnet's distance loss)."""
     return masked_mse(prediction / (target + eps), torch.ones_like(target), mask)
+
+
+def format_loss(
+    output_format: str, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
+) -> torch.Tensor:
+    """The loss each output format trains with (the papers' choices; reference/models.md).
+
+    multi_accdoa: ADPIT MSE. accdoa: MSE. trackwise: frame-level PIT 0.5 BCE + 0.5 MSE (EINV2).
+    sed_doa: 0.3 BCE + 0.7 MSE on active classes only (GLFER-Net, FFMamba).
+    """
+    if output_format == "multi_accdoa":
+        return adpit_loss(outputs["accdoa"], targets["adpit"])
+    if output_format == "accdoa":
+        return F.mse_loss(outputs["accdoa"], targets["accdoa"])
+    if output_format == "trackwise":
+        return trackwise_pit_loss(outputs["sed"], outputs["doa"], targets["sed"], targets["doa"])
+    if output_format == "sed_doa":
+        sed_target = targets["sed"]
+        mask = sed_target.repeat(1, 1, 3)  # doa is [coordinate][class]: x block, y block, z block
+        bce = F.binary_cross_entropy(outputs["sed"], sed_target)
+        return 0.3 * bce + 0.7 * masked_mse(outputs["doa"], targets["doa"], mask)
+    raise ValueError(f"no loss for output format {output_format!r}")

@@ -2,5 +2,6 @@
 
 from seld_edge.models import seldnet  # noqa: F401  (registers)
 from seld_edge.models._registry import ModelCard, create, list_models, model_card, register_model, resolved_config
+from seld_edge.models.system import SeldSystem
 
-__all__ = ["ModelCard", "create", "list_models", "model_card", "register_model", "resolved_config"]
+__all__ = ["ModelCard", "SeldSystem", "create", "list_models", "model_card", "register_model", "resolved_config"]

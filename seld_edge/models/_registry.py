@@ -24,6 +24,9 @@ class ModelCard:
     output_format: str
     label_rate_hz: float = 10.0
     defaults: dict[str, Any] = field(default_factory=dict)
+    # Training settings the model's paper uses (TrainConfig keys) and its augmentations.
+    training: dict[str, Any] = field(default_factory=dict)
+    augment: dict[str, Any] = field(default_factory=dict)
 
     def feature_config(self) -> FeatureConfig:
         return feature_config(self.feature_kind)

@@ -35,6 +35,9 @@ from seld_edge.models.blocks import ConvBNReLU
             "fc_size": 128,
             "dropout": 0.05,
         },
+        # The baseline: Adam 1e-3 (batch 128 for 250 epochs on STARSS23; 32 suits short budgets).
+        training={"optimizer": "adam", "lr": 1e-3, "batch_size": 32},
+        augment={"foa_rotation": True},
     ),
 )
 class SELDnet(nn.Module):
@@ -58,6 +61,7 @@ class SELDnet(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.coords = 4 if with_distance else 3
+        self.label_options = {"with_distance": with_distance}
         layers: list[nn.Module] = []
         for i, (t_pool, f_pool) in enumerate(zip(time_pool, freq_pool, strict=True)):
             layers += [ConvBNReLU(in_channels if i == 0 else filters, filters), nn.MaxPool2d((t_pool, f_pool))]

@@ -1,0 +1,95 @@
+"""Training config resolution and the data pipeline (cache, normaliser, chunks, bad data)."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from seld_edge.errors import SeldEdgeError  # noqa: E402
+from seld_edge.features import feature_config  # noqa: E402
+from seld_edge.synth import generate_dataset  # noqa: E402
+from training.config import resolve_config  # noqa: E402
+from training.data import ChunkDataset, Normalizer, cache_folder, load_clips  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    generate_dataset(root, n_train=2, n_test=1, seconds=8.0, seed=5, progress=False)
+    return root
+
+
+def test_config_layers_defaults_card_yaml_and_overrides(tmp_path):
+    base = resolve_config("seldnet", "d", "o")
+    assert (base.optimizer, base.lr, base.batch_size) == ("adam", 1e-3, 32)  # the card's training defaults
+    assert base.augment == {"foa_rotation": True}
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("lr: 0.0005\nmodel:\n  rnn_size: 64\naugment:\n  spec_augment: true\n")
+    config = resolve_config(
+        "seldnet", "d", "o", yaml_file, ["batch_size=8", "augment.spec_augment.time_width=10", "model.dropout=0"],
+        epochs=3,
+    )  # fmt: skip
+    assert (config.lr, config.batch_size, config.epochs) == (0.0005, 8, 3)
+    assert config.model_args == {"rnn_size": 64, "dropout": 0}
+    assert config.augment == {"foa_rotation": True, "spec_augment": {"time_width": 10}}
+    assert json.loads(config.to_json())["model_args"]["rnn_size"] == 64
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [(["batchsize=1"], r"unknown config key 'batchsize' \(did you mean batch_size\?\)"),
+     (["model.rnn_sise=3"], r"rnn_sise \(did you mean rnn_size\?\)"),
+     (["optimizer=sgd"], "optimizer must be one of adam, adamw"),
+     (["lr"], "not of the form key=value"),
+     (["foo.bar=1"], "not a known section")],
+)  # fmt: skip
+def test_config_errors_are_clear(overrides, message):
+    with pytest.raises(SeldEdgeError, match=message):
+        resolve_config("seldnet", "d", "o", overrides=overrides)
+
+
+def test_features_are_cached_per_config_and_the_normaliser_sees_train_only(dataset):
+    config = feature_config("foa_logmel_iv")
+    clips = load_clips(dataset, config, 10.0, 13, progress=False)
+    assert sorted(c.clip.split for c in clips) == ["test", "train", "train"]
+    cached = sorted(cache_folder(dataset, config, None).rglob("*.npy"))
+    assert len(cached) == 3 and cache_folder(dataset, feature_config("foa_logmel_iv_128"), None) != cached[0].parent
+    np.testing.assert_array_equal(np.load(cached[0]), next(c for c in clips if c.clip.name == cached[0].stem).features)
+    train = [c for c in clips if c.clip.split == "train"]
+    normalizer = Normalizer.fit(train)
+    stacked = np.concatenate([c.features for c in train], axis=1)
+    np.testing.assert_allclose(normalizer.mean[:, 0], stacked.mean(axis=1), rtol=1e-4, atol=1e-4)
+    assert normalizer.mean.shape == (7, 1, 64)
+
+
+def test_chunks_cover_each_clip_and_targets_match_the_chunk(dataset):
+    clips = load_clips(dataset, feature_config("foa_logmel_iv"), 10.0, 13, progress=False)
+    data = ChunkDataset(clips, chunk_frames=100, per_label=5, output_format="multi_accdoa", num_classes=13,
+                        encode_options={"with_distance": False}, seed=1)  # fmt: skip
+    features, targets = data[0]
+    assert tuple(features.shape) == (7, 100, 64) and tuple(targets["adpit"].shape) == (20, 6, 4, 13)
+    clip_index, start = data.index[0]
+    events = [e for e in clips[clip_index].events if start // 5 <= e.frame < start // 5 + 20]
+    assert targets["adpit"][:, :, 0].sum().item() == pytest.approx(
+        len({(e.frame, e.class_index, e.source) for e in events})
+    )
+    first_epoch = list(data.index)
+    data.set_epoch(1)
+    assert data.index != first_epoch, "chunk offsets are re-drawn each epoch"
+
+
+def test_bad_data_sets(tmp_path, dataset):
+    config = feature_config("foa_logmel_iv")
+    (tmp_path / "foa_dev" / "dev-train-x").mkdir(parents=True)
+    with pytest.raises(SeldEdgeError, match="no audio files"):
+        load_clips(tmp_path, config, 10.0, 13, progress=False)
+    csv = next((dataset / "metadata_dev").rglob("*.csv"))
+    original = csv.read_text()
+    try:
+        csv.write_text(original + "900,1,0,10,0,200\n")
+        with pytest.raises(SeldEdgeError, match=r"frame 900 is past the end of .*\(80 label frames"):
+            load_clips(dataset, config, 10.0, 13, progress=False)
+    finally:
+        csv.write_text(original)

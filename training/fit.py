@@ -1,0 +1,302 @@
+"""`python -m training.fit --model NAME --data DIR --out RUN_DIR [--epochs N] [--max-minutes M]
+[--config FILE] [--device cpu|cuda] [--resume] [key=value ...]`
+
+One epoch = every training clip once in 5 s chunks at fresh random offsets; validation after every
+epoch with the DCASE metric; the best checkpoint by SELD score (F for metrics without one) is kept.
+``--max-minutes`` works like Ultralytics' ``time=``: after the first epoch the number of epochs is
+re-planned to fit the budget and the learning-rate schedule follows it; training always ends with a
+validation. Multi-GPU / multi-node: launch with ``torchrun``; DistributedDataParallel and a
+DistributedSampler are used whenever WORLD_SIZE > 1 (gloo on CPU, nccl on CUDA).
+"""
+
+import argparse
+import csv
+import math
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from seld_edge.errors import USER_ERROR_EXIT_CODE, SeldEdgeError
+from seld_edge.formats.classes import STARSS23_CLASSES
+from seld_edge.io import atomic_write, atomic_write_text
+from seld_edge.metrics import evaluate
+from seld_edge.models import SeldSystem, model_card
+from seld_edge.postprocess import PostProcessing
+from training.augment import build_augmentations
+from training.checkpoint import load_checkpoint, save_checkpoint
+from training.config import TrainConfig, resolve_config
+from training.data import ChunkDataset, ClipData, Normalizer, frames_per_label, load_clips
+from training.losses import format_loss
+from training.predict import predict_events
+
+
+def _score(scores: dict[str, float]) -> float:
+    """Lower is better: the SELD score, or 1 - F for metrics without one (dcase2025)."""
+    return scores["SELD"] if "SELD" in scores else 1.0 - scores["F"]
+
+
+class Schedule:
+    """Warm-up then cosine/linear decay over a total step count that may be re-planned mid-run."""
+
+    def __init__(self, kind: str, total_steps: int, warmup_steps: int) -> None:
+        self.kind, self.total_steps, self.warmup_steps = kind, max(1, total_steps), warmup_steps
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
+        if self.kind == "cosine":
+            return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress))
+        if self.kind == "linear":
+            return 1.0 - 0.9 * progress
+        return 1.0
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, resume: bool = False) -> None:
+        self.config = config
+        self.out = Path(config.out)
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.main = self.rank == 0
+        self.device = self._device()
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self._seed(config.seed + self.rank)
+        self.card = model_card(config.model)
+        self.feature_config = self.card.feature_config()
+        self.per_label = frames_per_label(self.feature_config, self.card.label_rate_hz)
+        self.num_classes = config.model_args.get("num_classes", self.card.defaults.get("num_classes"))
+        self.train_clips, self.val_clips = self._load_data()
+        normalizer = Normalizer.fit(self.train_clips)
+        self.system = SeldSystem(config.model, config.model_args, normalizer.mean, normalizer.std).to(self.device)
+        self.postprocess = PostProcessing.from_dict(config.postprocess)
+        self.dataset = ChunkDataset(
+            self.train_clips,
+            chunk_frames=round(config.chunk_seconds * self.card.label_rate_hz) * self.per_label,
+            per_label=self.per_label,
+            output_format=self.card.output_format,
+            num_classes=self.num_classes,
+            encode_options=self.system.label_options,
+            augment=build_augmentations(config.augment, self.feature_config.kind),
+            seed=config.seed,
+        )
+        self.model = DistributedDataParallel(self.system) if self.world > 1 else self.system
+        optimizer_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = optimizer_cls(self.system.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        steps = len(self._loader(0)) * config.epochs
+        self.schedule = Schedule(config.scheduler, steps, round(config.warmup_epochs * len(self._loader(0))))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
+        self.amp = config.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.epochs = config.epochs
+        self.start_epoch, self.best, self.elapsed = 0, math.inf, 0.0
+        if resume:
+            self._resume()
+
+    # ---------------------------------------------------------------------------------- set-up
+    def _device(self) -> torch.device:
+        wanted = self.config.device
+        if wanted == "cuda" and not torch.cuda.is_available():
+            raise SeldEdgeError("--device cuda asked for, but torch sees no CUDA device")
+        if wanted == "cuda" or (wanted == "auto" and torch.cuda.is_available()):
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            return torch.device("cuda", local)
+        return torch.device("cpu")
+
+    @staticmethod
+    def _seed(seed: int) -> None:
+        """Model init and dropout; data randomness uses explicit numpy Generators seeded per epoch."""
+        torch.manual_seed(seed)
+
+    def _load_data(self) -> tuple[list[ClipData], list[ClipData]]:
+        cfg = self.config
+
+        def load(progress: bool) -> list[ClipData]:
+            return load_clips(cfg.data, self.feature_config, self.card.label_rate_hz, self.num_classes,
+                              cfg.audio_folder, cfg.cache_dir, progress=progress)  # fmt: skip
+
+        if self.world > 1:  # rank 0 fills the feature cache, the others read it
+            clips = load(True) if self.main else None
+            dist.barrier()
+            clips = clips if self.main else load(False)
+        else:
+            clips = load(True)
+        train = [c for c in clips if c.clip.split == "train"]
+        val = [c for c in clips if c.clip.split == cfg.val_split]
+        if not train:
+            raise SeldEdgeError(f"{cfg.data}: no training clips (folders whose name contains 'train')")
+        if not val:
+            raise SeldEdgeError(f"{cfg.data}: no validation clips in split {cfg.val_split!r}")
+        return train, val
+
+    def _loader(self, epoch: int) -> DataLoader:
+        self.dataset.set_epoch(epoch)
+        sampler = DistributedSampler(self.dataset, seed=self.config.seed) if self.world > 1 else None
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        generator = torch.Generator().manual_seed(self.config.seed + epoch)
+        return DataLoader(self.dataset, batch_size=self.config.batch_size, shuffle=sampler is None, sampler=sampler,
+                          num_workers=self.config.num_workers, generator=generator, drop_last=False)  # fmt: skip
+
+    # ------------------------------------------------------------------------------- the loop
+    def fit(self) -> dict[str, Any]:
+        budget = None if self.config.max_minutes is None else self.config.max_minutes * 60.0
+        epoch, scores = self.start_epoch, {}
+        while epoch < self.epochs:
+            started = time.perf_counter()
+            loss = self._train_epoch(epoch, budget)
+            scores = self._validate()
+            self.elapsed += time.perf_counter() - started
+            self._end_epoch(epoch, loss, scores)
+            epoch += 1
+            if budget is not None:
+                if self.elapsed >= budget:
+                    break
+                self._replan(epoch, budget)
+        if self.world > 1:
+            dist.destroy_process_group()
+        return {"best": self.best, "epochs": epoch, "last": scores, "minutes": self.elapsed / 60.0}
+
+    def _train_epoch(self, epoch: int, budget: float | None) -> float:
+        self.model.train()
+        losses = []
+        start = time.perf_counter()
+        bar = tqdm(self._loader(epoch), desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch", disable=not self.main)
+        for features, targets in bar:
+            features = features.to(self.device, non_blocking=True)
+            targets = {k: v.to(self.device, non_blocking=True) for k, v in targets.items()}
+            with torch.autocast(self.device.type, enabled=self.amp):
+                outputs = self.model(features)
+            loss = format_loss(self.card.output_format, {k: v.float() for k, v in outputs.items()}, targets)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if self.config.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.system.parameters(), self.config.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+            if budget is not None and self.elapsed + time.perf_counter() - start >= budget:
+                break  # out of time: stop mid-epoch, still validate and checkpoint
+        return float(np.mean(losses)) if losses else math.nan
+
+    def _validate(self) -> dict[str, float]:
+        if not self.main:
+            return {}
+        self.system.eval()
+        pairs = [
+            (clip.events, predict_events(self.system, clip.features, self.postprocess, self.config.chunk_seconds,
+                                         self.config.eval_hop_seconds))
+            for clip in self.val_clips
+        ]  # fmt: skip
+        return evaluate(pairs, metric=self.config.metric, num_classes=self.num_classes)
+
+    def _replan(self, next_epoch: int, budget: float) -> None:
+        """Fit the remaining epochs into the budget and stretch/shrink the LR schedule to match."""
+        per_epoch = self.elapsed / next_epoch
+        self.epochs = max(next_epoch + 1, int(budget / per_epoch))
+        self.schedule.total_steps = max(1, len(self.dataset) // self.config.batch_size + 1) * self.epochs
+
+    # --------------------------------------------------------------------------- bookkeeping
+    def _end_epoch(self, epoch: int, loss: float, scores: dict[str, float]) -> None:
+        if not self.main:
+            return
+        info = {"epoch": epoch + 1, "train_loss": loss, "lr": self.scheduler.get_last_lr()[0],
+                "minutes": self.elapsed / 60.0, **scores}  # fmt: skip
+        self._log(info)
+        score = _score(scores)
+        checkpoint_info = {"class_names": list(STARSS23_CLASSES[: self.num_classes]), "scores": scores,
+                           "epoch": epoch + 1, "postprocess": self.postprocess.to_dict(),
+                           "train_config": asdict(self.config)}  # fmt: skip
+        if score < self.best:
+            self.best = score
+            save_checkpoint(self.out / "best", self.system, checkpoint_info)
+        save_checkpoint(self.out / "last", self.system, checkpoint_info)
+        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "scaler": self.scaler.state_dict(), "epoch": epoch + 1, "best": self.best,
+                 "elapsed": self.elapsed, "epochs": self.epochs}  # fmt: skip
+        atomic_write(self.out / "last_state.pt", lambda handle: torch.save(state, handle))
+        tqdm.write(f"epoch {epoch + 1}: loss {loss:.4f}  " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+
+    def _log(self, row: dict[str, Any]) -> None:
+        path = self.out / "metrics.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return
+        with SummaryWriter(self.out / "tensorboard") as tb:
+            for key, value in row.items():
+                if key != "epoch":
+                    tb.add_scalar(key, value, row["epoch"])
+
+    def _resume(self) -> None:
+        state_path = self.out / "last_state.pt"
+        if not state_path.is_file():
+            raise SeldEdgeError(f"{self.out}: nothing to resume (no last_state.pt)")
+        system, _ = load_checkpoint(self.out / "last.json", device=str(self.device))
+        self.system.load_state_dict(system.state_dict())
+        state = torch.load(state_path, map_location=self.device, weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.start_epoch, self.best, self.elapsed = state["epoch"], state["best"], state["elapsed"]
+        self.epochs = max(self.epochs, state["epochs"])
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m training.fit", description=__doc__.split("\n\n")[1])
+    parser.add_argument("--model", required=True, help="registry name, e.g. seldnet")
+    parser.add_argument("--data", required=True, help="STARSS-layout data set folder")
+    parser.add_argument("--out", required=True, help="run folder (checkpoints, metrics.csv, config.json)")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--max-minutes", type=float, help="time budget; stops cleanly, epochs follow it")
+    parser.add_argument("--config", help="YAML file of settings")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    try:
+        config = resolve_config(args.model, args.data, args.out, args.config, args.overrides,
+                                epochs=args.epochs, max_minutes=args.max_minutes, device=args.device)  # fmt: skip
+        out = Path(config.out)
+        if not args.resume and (out / "last.json").exists():
+            raise SeldEdgeError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+        trainer = Trainer(config, resume=args.resume)
+        if trainer.main:
+            atomic_write_text(out / "config.json", config.to_json())
+        result = trainer.fit()
+    except SeldEdgeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT_CODE)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"best {'SELD' if config.metric != 'dcase2025' else '1-F'} {result['best']:.4f} after "
+              f"{result['epochs']} epochs ({result['minutes']:.1f} min); checkpoints in {config.out}")  # fmt: skip
+    return result
+
+
+if __name__ == "__main__":
+    main()
