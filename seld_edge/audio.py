@@ -18,6 +18,19 @@ from seld_edge.io import atomic_write
 AUDIO_SUFFIXES = (".wav", ".flac")
 
 
+def find_audio_files(path: str | Path) -> list[Path]:
+    """The audio file at path, or every audio file under the folder path (sorted, recursive)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise SeldEdgeError(f"{path}: no such file or directory")
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise SeldEdgeError(f"{path}: no audio files ({', '.join(AUDIO_SUFFIXES)})")
+    return files
+
+
 def audio_info(path: str | Path) -> tuple[int, int, int]:
     """(sample_rate, channels, frames) from the header; SeldEdgeError when it cannot be read."""
     try:

@@ -169,3 +169,10 @@ class TestTorchTwin:
             # Per-bin L2-normalised IV without mel averaging is a unit vector even in noise-dominated
             # bins, where it amplifies FFT round-off: 1e-3 there (0.06 degrees), 1e-4 for mel kinds.
             assert iv_error.max() <= (1e-4 if config.n_mels else 1e-3)
+
+
+def test_feature_frames_per_label_frame():
+    assert feature_config("foa_logmel_iv").frames_per_label(10.0) == 5
+    assert feature_config("foa_logmel_iv_128").frames_per_label(10.0) == 8
+    with pytest.raises(SeldEdgeError, match="does not divide"):
+        feature_config("foa_logmel_iv", hop_length=512).frames_per_label(10.0)

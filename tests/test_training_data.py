@@ -26,7 +26,7 @@ def test_config_layers_defaults_card_yaml_and_overrides(tmp_path):
     assert (base.optimizer, base.lr, base.batch_size) == ("adam", 1e-3, 32)  # the card's training defaults
     assert base.augment == {"foa_rotation": True}
     yaml_file = tmp_path / "c.yaml"
-    yaml_file.write_text("lr: 0.0005\nmodel:\n  rnn_size: 64\naugment:\n  spec_augment: true\n")
+    yaml_file.write_text("lr: 5e-4\nmodel:\n  rnn_size: 64\naugment:\n  spec_augment: true\n")
     config = resolve_config(
         "seldnet", "d", "o", yaml_file, ["batch_size=8", "augment.spec_augment.time_width=10", "model.dropout=0"],
         epochs=3,
@@ -66,8 +66,8 @@ def test_features_are_cached_per_config_and_the_normaliser_sees_train_only(datas
 
 def test_chunks_cover_each_clip_and_targets_match_the_chunk(dataset):
     clips = load_clips(dataset, feature_config("foa_logmel_iv"), 10.0, 13, progress=False)
-    data = ChunkDataset(clips, chunk_frames=100, per_label=5, output_format="multi_accdoa", num_classes=13,
-                        encode_options={"with_distance": False}, seed=1)  # fmt: skip
+    data = ChunkDataset(clips, chunk_frames=100, hop_frames=50, per_label=5, output_format="multi_accdoa",
+                        num_classes=13, encode_options={"with_distance": False}, seed=1)  # fmt: skip
     features, targets = data[0]
     assert tuple(features.shape) == (7, 100, 64) and tuple(targets["adpit"].shape) == (20, 6, 4, 13)
     clip_index, start = data.index[0]

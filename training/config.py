@@ -34,8 +34,13 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     grad_clip: float | None = 5.0
     chunk_seconds: float = 5.0
+    train_hop_seconds: float = 1.0  # training chunks overlap; an epoch is then long enough that validation is cheap
     eval_hop_seconds: float = 2.5
     metric: str = "dcase2023"
+    # Tune per-class thresholds on the validation split after training (Stereo-RCnet's dynamic
+    # thresholds) and store them in the best checkpoint. With DCASE dev data the validation split is
+    # the test fold, so tuned scores on it are optimistic: tune on a separate split for reporting.
+    tune_thresholds: bool = False
     val_split: str = "test"  # DCASE dev sets have train/test folds only; the baselines validate on test
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # only on CUDA
@@ -57,7 +62,20 @@ _FIELDS = {f.name: f for f in fields(TrainConfig)}
 
 def parse_value(text: str) -> Any:
     """Command-line values are YAML scalars: 3, 1e-3, true, null, [5, 1, 1], cosine."""
-    return yaml.safe_load(text)
+    return _numeric(yaml.safe_load(text))
+
+
+def _numeric(value: Any) -> Any:
+    """PyYAML follows YAML 1.1, which reads 3e-3 (no dot) as a string; users mean a number."""
+    if isinstance(value, str):
+        for cast in (int, float):
+            try:
+                return cast(value)
+            except ValueError:
+                pass
+    if isinstance(value, dict):
+        return {k: _numeric(v) for k, v in value.items()}
+    return value
 
 
 def _apply(config: dict[str, Any], key: str, value: Any, source: str) -> None:
@@ -115,7 +133,7 @@ def resolve_config(
         _apply(config, key, value, f"{model} defaults")
     if file is not None:
         for key, value in load_yaml(file).items():
-            _apply(config, key, value, str(file))
+            _apply(config, key, _numeric(value), str(file))
     for item in overrides or []:
         key, sep, text = item.partition("=")
         if not sep or not key:

@@ -34,14 +34,6 @@ class ClipData:
     n_label_frames: int
 
 
-def frames_per_label(config: FeatureConfig, label_rate_hz: float) -> int:
-    """Feature frames per label frame (5 for hop 480 at 24 kHz and 10 Hz labels); must be whole."""
-    ratio = config.sample_rate / (config.hop_length * label_rate_hz)
-    if abs(ratio - round(ratio)) > 1e-9:
-        raise SeldEdgeError(f"{config.kind}: hop {config.hop_length} does not divide the {label_rate_hz} Hz label rate")
-    return round(ratio)
-
-
 def cache_folder(data_dir: Path, config: FeatureConfig, cache_dir: str | None) -> Path:
     digest = hashlib.sha256(config.to_json().encode()).hexdigest()[:12]
     return Path(cache_dir or data_dir / ".seld_cache") / f"{config.kind}-{digest}"
@@ -62,7 +54,7 @@ def load_clips(
     if not clips:
         raise SeldEdgeError(f"{data_dir}: no audio file has metadata in metadata_dev/")
     folder = cache_folder(data_dir, config, cache_dir)
-    per_label = frames_per_label(config, label_rate_hz)
+    per_label = config.frames_per_label(label_rate_hz)
     loaded = []
     for clip in tqdm(clips, desc="features", unit="clip", disable=not progress):
         path = folder / clip.folder / f"{clip.name}.npy"
@@ -101,17 +93,19 @@ class Normalizer:
 
 
 class ChunkDataset(Dataset):
-    """Fixed-length training chunks at random offsets, re-drawn every epoch (``set_epoch``).
+    """Fixed-length training chunks every ``hop_frames``, from a random offset re-drawn each epoch.
 
-    Each epoch covers every clip once in chunks of ``chunk_frames`` feature frames starting at a
-    random offset, so the model sees every part of the data with different chunk borders. Targets
-    are encoded after augmentation, so rotated audio gets rotated labels.
+    Each epoch covers every clip in chunks of ``chunk_frames`` feature frames, one every
+    ``hop_frames`` (overlapping when the hop is shorter), starting at a random offset so chunk
+    borders differ between epochs. Targets are encoded after augmentation, so rotated audio gets
+    rotated labels.
     """
 
     def __init__(
         self,
         clips: Sequence[ClipData],
         chunk_frames: int,
+        hop_frames: int,
         per_label: int,
         output_format: str,
         num_classes: int,
@@ -119,10 +113,11 @@ class ChunkDataset(Dataset):
         augment: Any = None,
         seed: int = 0,
     ) -> None:
-        if chunk_frames % per_label:
-            raise SeldEdgeError(f"chunk of {chunk_frames} feature frames is not a whole number of label frames")
+        if chunk_frames % per_label or hop_frames % per_label or hop_frames <= 0:
+            raise SeldEdgeError("training chunks and their hop must be whole, positive numbers of label frames")
         self.clips = clips
         self.chunk_frames = chunk_frames
+        self.hop_frames = hop_frames
         self.per_label = per_label
         self.format = get_output_format(output_format)
         self.num_classes = num_classes
@@ -137,9 +132,9 @@ class ChunkDataset(Dataset):
         self.index = []
         for i, clip in enumerate(self.clips):
             length = clip.n_label_frames * self.per_label
-            offset = int(rng.integers(0, self.chunk_frames)) if length > self.chunk_frames else 0
+            offset = int(rng.integers(0, self.hop_frames)) if length > self.chunk_frames else 0
             offset -= offset % self.per_label
-            starts = list(range(offset, max(length - self.chunk_frames, 0) + 1, self.chunk_frames)) or [0]
+            starts = list(range(offset, max(length - self.chunk_frames, 0) + 1, self.hop_frames)) or [0]
             self.index += [(i, s) for s in starts]
 
     def __len__(self) -> int:

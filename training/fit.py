@@ -11,6 +11,7 @@ DistributedSampler are used whenever WORLD_SIZE > 1 (gloo on CPU, nccl on CUDA).
 
 import argparse
 import csv
+import ctypes
 import math
 import os
 import sys
@@ -31,13 +32,13 @@ from seld_edge.formats.classes import STARSS23_CLASSES
 from seld_edge.io import atomic_write, atomic_write_text
 from seld_edge.metrics import evaluate
 from seld_edge.models import SeldSystem, model_card
-from seld_edge.postprocess import PostProcessing
+from seld_edge.postprocess import PostProcessing, tune_thresholds
 from training.augment import build_augmentations
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import TrainConfig, resolve_config
-from training.data import ChunkDataset, ClipData, Normalizer, frames_per_label, load_clips
+from training.data import ChunkDataset, ClipData, Normalizer, load_clips
 from training.losses import format_loss
-from training.predict import predict_events
+from training.predict import clip_outputs, predict_events
 
 
 def _score(scores: dict[str, float]) -> float:
@@ -62,8 +63,26 @@ class Schedule:
         return 1.0
 
 
+def keep_freed_memory() -> None:
+    """Stop glibc from returning large freed blocks to the OS after every training step.
+
+    A SELDnet batch of 32 allocates activations of ~130 MB each; above glibc's mmap threshold every
+    one is a fresh mmap, so each step page-faults its whole working set again. Measured on this
+    2-core machine: 60 -> 104 samples/s and 3.9 s -> 0.4 s of system time per 10 steps. A no-op where
+    the C library is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 1 << 30)
+    libc.mallopt(m_trim_threshold, (1 << 31) - 1)
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, resume: bool = False) -> None:
+        keep_freed_memory()
         self.config = config
         self.out = Path(config.out)
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -75,7 +94,7 @@ class Trainer:
         self._seed(config.seed + self.rank)
         self.card = model_card(config.model)
         self.feature_config = self.card.feature_config()
-        self.per_label = frames_per_label(self.feature_config, self.card.label_rate_hz)
+        self.per_label = self.feature_config.frames_per_label(self.card.label_rate_hz)
         self.num_classes = config.model_args.get("num_classes", self.card.defaults.get("num_classes"))
         self.train_clips, self.val_clips = self._load_data()
         normalizer = Normalizer.fit(self.train_clips)
@@ -84,6 +103,7 @@ class Trainer:
         self.dataset = ChunkDataset(
             self.train_clips,
             chunk_frames=round(config.chunk_seconds * self.card.label_rate_hz) * self.per_label,
+            hop_frames=max(1, round(config.train_hop_seconds * self.card.label_rate_hz)) * self.per_label,
             per_label=self.per_label,
             output_format=self.card.output_format,
             num_classes=self.num_classes,
@@ -165,6 +185,8 @@ class Trainer:
                 if self.elapsed >= budget:
                     break
                 self._replan(epoch, budget)
+        if self.main and self.config.tune_thresholds:
+            self._tune_thresholds()
         if self.world > 1:
             dist.destroy_process_group()
         return {"best": self.best, "epochs": epoch, "last": scores, "minutes": self.elapsed / 60.0}
@@ -204,6 +226,24 @@ class Trainer:
             for clip in self.val_clips
         ]  # fmt: skip
         return evaluate(pairs, metric=self.config.metric, num_classes=self.num_classes)
+
+    def _tune_thresholds(self) -> None:
+        """Per-class thresholds for the best checkpoint, chosen on validation outputs, saved in it."""
+        system, meta = load_checkpoint(self.out / "best", device=str(self.device))
+        clips = [
+            (clip_outputs(system, c.features, self.config.chunk_seconds, self.config.eval_hop_seconds), c.events)
+            for c in self.val_clips
+        ]
+        tuned = tune_thresholds(
+            clips, self.card.output_format, self.num_classes, self.config.metric, base=self.postprocess
+        )
+        fmt = self.card.output_format
+        scores = evaluate([(events, tuned.to_events(out, fmt, self.num_classes)) for out, events in clips],
+                          metric=self.config.metric, num_classes=self.num_classes)  # fmt: skip
+        info = {k: meta[k] for k in ("class_names", "epoch", "train_config")}
+        save_checkpoint(self.out / "best", system, {**info, "postprocess": tuned.to_dict(), "scores": scores,
+                                                    "scores_untuned": meta["scores"]})  # fmt: skip
+        tqdm.write(f"tuned thresholds {tuned.thresholds}: " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
 
     def _replan(self, next_epoch: int, budget: float) -> None:
         """Fit the remaining epochs into the budget and stretch/shrink the LR schedule to match."""
@@ -274,7 +314,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -59,6 +59,13 @@ class FeatureConfig:
         """Number of feature frames T for a clip of n_samples."""
         return -(-n_samples // self.hop_length) if self.crop_frames else 1 + n_samples // self.hop_length
 
+    def frames_per_label(self, label_rate_hz: float) -> int:
+        """Feature frames per label frame (5 for hop 480 at 24 kHz and 10 Hz labels); must be whole."""
+        ratio = self.sample_rate / (self.hop_length * label_rate_hz)
+        if abs(ratio - round(ratio)) > 1e-9:
+            raise SeldEdgeError(f"{self.kind}: hop {self.hop_length} does not divide the {label_rate_hz} Hz label rate")
+        return round(ratio)
+
     def to_json(self) -> str:
         return json.dumps({"type": "FeatureConfig", **asdict(self)}, sort_keys=True)
 

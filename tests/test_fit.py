@@ -1,0 +1,161 @@
+"""The fit loop end to end on tiny synthetic data: learning, checkpoints, resume, budget, DDP, predict."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from seld_edge.errors import SeldEdgeError  # noqa: E402
+from seld_edge.synth import generate_dataset  # noqa: E402
+from training.checkpoint import load_checkpoint  # noqa: E402
+from training.config import resolve_config  # noqa: E402
+from training.fit import Trainer, main  # noqa: E402
+from training.losses import format_loss  # noqa: E402
+
+FAST = ["batch_size=4", "model.rnn_size=32", "model.filters=16", "eval_hop_seconds=5"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fitdata")
+    generate_dataset(root, n_train=2, n_test=1, seconds=10.0, seed=2, progress=False)
+    return root
+
+
+def run(data, out, *extra):
+    return main(["--model", "seldnet", "--data", str(data), "--out", str(out), "--device", "cpu", *FAST, *extra])
+
+
+def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(data, tmp_path):
+    config = resolve_config(
+        "seldnet", str(data), str(tmp_path), overrides=[*FAST, "lr=3e-3", "augment.foa_rotation=false"]
+    )
+    trainer = Trainer(config)
+    features, targets = next(iter(trainer._loader(0)))
+
+    def loss() -> float:
+        trainer.system.eval()
+        with torch.no_grad():
+            return format_loss("multi_accdoa", trainer.system(features), targets).item()
+
+    before = loss()
+    trainer.system.train()
+    for _ in range(15):
+        value = format_loss("multi_accdoa", trainer.system(features), targets)
+        trainer.optimizer.zero_grad()
+        value.backward()
+        trainer.optimizer.step()
+    after = loss()
+    print(f"fixed-batch loss {before:.4f} -> {after:.4f}")
+    assert after < 0.7 * before
+
+
+def test_run_folder_holds_checkpoints_metrics_and_config_and_resumes(data, tmp_path):
+    out = tmp_path / "run"
+    result = run(data, out, "--epochs", "2")
+    assert result["epochs"] == 2
+    for name in ("best.json", "best.safetensors", "last.json", "last.safetensors", "last_state.pt", "config.json"):
+        assert (out / name).is_file(), name
+    meta = json.loads((out / "best.json").read_text())
+    assert meta["model"] == "seldnet" and meta["output_format"] == "multi_accdoa" and len(meta["class_names"]) == 13
+    assert set(meta["scores"]) == {"ER", "F", "LE", "LR", "SELD"}
+    assert json.loads(meta["feature_config"])["kind"] == "foa_logmel_iv"
+    system, _ = load_checkpoint(out)
+    assert system.model_args["rnn_size"] == 32
+    with pytest.raises(SystemExit) as info:
+        run(data, out, "--epochs", "3")
+    assert info.value.code == 2
+    result = run(data, out, "--epochs", "3", "--resume")
+    assert result["epochs"] == 3
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows] == ["epoch", "1", "2", "3"]
+
+
+def test_time_budget_stops_cleanly_with_a_validated_checkpoint(data, tmp_path):
+    result = run(data, tmp_path / "budget", "--epochs", "1000", "--max-minutes", "0.05")
+    assert 1 <= result["epochs"] < 1000
+    assert (tmp_path / "budget" / "best.json").is_file() and result["last"]
+
+
+def test_predict_then_eval_on_the_held_out_split(data, tmp_path, cli):
+    from seld_edge.cli import main as cli_main
+
+    run(data, tmp_path / "run", "--epochs", "1")
+    audio = data / "foa_dev" / "dev-test-synth"
+    result = cli.invoke(cli_main, ["predict", str(tmp_path / "run"), str(audio), "-o", str(tmp_path / "pred")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.stem for p in (tmp_path / "pred").glob("*.csv")) == sorted(p.stem for p in audio.glob("*.wav"))
+    result = cli.invoke(
+        cli_main, ["eval", "--ref", str(data / "metadata_dev"), "--pred", str(tmp_path / "pred"), "--json"]
+    )
+    assert result.exit_code == 0 and set(json.loads(result.output)) == {"ER", "F", "LE", "LR", "SELD"}
+    result = cli.invoke(cli_main, ["predict", str(tmp_path), str(audio), "-o", str(tmp_path / "p2")])
+    assert result.exit_code == 2 and "not a seld-edge checkpoint" in result.output and not (tmp_path / "p2").exists()
+
+
+def test_ddp_with_gloo_on_two_cpu_processes(data, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+         "-m", "training.fit", "--model", "seldnet", "--data", str(data), "--out", str(tmp_path / "ddp"),
+         "--device", "cpu", "--epochs", "2", *FAST],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "best SELD" in proc.stdout and proc.stdout.count("best SELD") == 1, "only rank 0 reports"
+    assert (tmp_path / "ddp" / "best.safetensors").is_file()
+    rows = (tmp_path / "ddp" / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3, "one row per epoch, written by rank 0 only"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--model", "seldnett"], "unknown model 'seldnett'; did you mean seldnet"),
+     (["--model", "seldnet", "colour=blue"], "unknown config key 'colour'")],
+)  # fmt: skip
+def test_bad_command_lines(data, tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--data", str(data), "--out", str(tmp_path / "x")])
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_data_folder_without_audio(tmp_path, capsys):
+    (tmp_path / "foa_dev").mkdir()
+    with pytest.raises(SystemExit):
+        main(["--model", "seldnet", "--data", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert capsys.readouterr().err.strip().endswith("no audio files (.wav, .flac)")
+
+
+def test_checkpoint_errors(tmp_path):
+    (tmp_path / "best.json").write_text("{}")
+    (tmp_path / "best.safetensors").write_bytes(b"nope")
+    with pytest.raises(SeldEdgeError, match="not a seld-edge-checkpoint/1 checkpoint"):
+        load_checkpoint(tmp_path)
+
+
+def test_tuned_thresholds_are_stored_with_the_best_checkpoint(data, tmp_path):
+    run(data, tmp_path / "tuned", "--epochs", "1", "tune_thresholds=true")
+    meta = json.loads((tmp_path / "tuned" / "best.json").read_text())
+    thresholds = meta["postprocess"]["thresholds"]
+    assert isinstance(thresholds, list) and len(thresholds) == 13
+    assert meta["scores"]["SELD"] <= meta["scores_untuned"]["SELD"], "tuning never scores worse than its start"
+
+
+def test_models_command_lists_the_zoo(cli):
+    from seld_edge.cli import main as cli_main
+
+    result = cli.invoke(cli_main, ["models"])
+    assert result.exit_code == 0
+    assert "seldnet" in result.output and "0.737 M" in result.output and "multi_accdoa" in result.output
+
+
+def test_predict_with_rotation_tta_writes_the_same_files(data, tmp_path, cli):
+    from seld_edge.cli import main as cli_main
+
+    run(data, tmp_path / "run", "--epochs", "1")
+    audio = next((data / "foa_dev" / "dev-test-synth").glob("*.wav"))
+    result = cli.invoke(cli_main, ["predict", str(tmp_path / "run"), str(audio), "-o", str(tmp_path / "p"), "--tta"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "p" / f"{audio.stem}.csv").is_file()
