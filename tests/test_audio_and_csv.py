@@ -150,3 +150,26 @@ def test_find_clips_errors(tmp_path):
     (tmp_path / "b" / "x.csv").write_text("")
     with pytest.raises(SeldEdgeError, match=r"two files named x\.csv"):
         find_csvs(tmp_path)
+
+
+def test_atomic_outputs_follow_the_umask_and_replace_whole(tmp_path):
+    import os
+
+    from seld_edge.io import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "out.csv", "a\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.csv").stat().st_mode & 0o777 == 0o644
+
+    def failing(handle):
+        handle.write(b"partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        from seld_edge.io import atomic_write
+
+        atomic_write(tmp_path / "out.csv", failing)
+    assert (tmp_path / "out.csv").read_text() == "a\n" and len(list(tmp_path.iterdir())) == 1
