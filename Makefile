@@ -14,7 +14,7 @@ $(BIN)/activate:
 
 install: $(BIN)/activate
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e ".[train,export,dev]"
+	$(BIN)/pip install --quiet -e ".[train,export,plot,dev]"
 
 lint: install
 	$(BIN)/ruff check .
