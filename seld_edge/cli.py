@@ -131,3 +131,13 @@ def predict(checkpoint: Path, audio: Path, out_dir: Path, tta: bool, device: str
         raise SeldEdgeError("--tta rotates FOA features; this model takes stereo input")
     written = predict_files(system, meta, audio, out_dir, tta=tta)
     click.echo(f"wrote {len(written)} CSV files to {out_dir}")
+
+
+def _register_subpackage_commands() -> None:
+    """Commands whose code lives beside its subject (plotting, export, runtime); imports stay lazy."""
+    from seld_edge.plot_cli import plot_command
+
+    main.add_command(plot_command)
+
+
+_register_subpackage_commands()
