@@ -133,10 +133,58 @@ def predict(checkpoint: Path, audio: Path, out_dir: Path, tta: bool, device: str
     click.echo(f"wrote {len(written)} CSV files to {out_dir}")
 
 
+@main.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Data set: also compare end to end.")
+@click.option("--metric", type=click.Choice(["dcase2021", "dcase2023", "dcase2024", "dcase2025"]), default="dcase2023")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+def parity(checkpoint: Path, model: Path, data: Path | None, metric: str, as_json: bool) -> None:
+    """PyTorch (CHECKPOINT) against the runtime (MODEL) on the same audio: errors per output.
+
+    Without --data a generated scene is used and only outputs and features are compared; with
+    --data the held-out clips also go end to end to DCASE events and scores (delta SELD).
+    """
+    from export.parity import compare, data_clips, generated_clip
+    from runtime.model import load_model
+    from seld_edge.io import file_sha256
+    from training.checkpoint import load_checkpoint, resolve_checkpoint
+
+    system, _ = load_checkpoint(checkpoint)
+    runtime = load_model(model)
+    meta = runtime.metadata
+    if meta.model != system.name or meta.checkpoint_sha256 != file_sha256(
+        resolve_checkpoint(checkpoint).with_suffix(".safetensors")
+    ):
+        raise SeldEdgeError(f"{model} was not exported from {checkpoint} (model {meta.model}, other weights)")
+    clips = data_clips(data, meta) if data is not None else [generated_clip(meta)]
+    if not clips:
+        raise SeldEdgeError(f"{data}: no labelled held-out (test) clips to compare on")
+    report = compare(system, runtime, meta, clips, metric)
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    click.echo(
+        f"parity {meta.model}: {len(clips)} clip(s); features max abs error {report['feature_max_abs_error']:.2e}"
+    )
+    click.echo(f"  {'output':<10}{'max abs':>12}{'p99 abs':>12}{'max rel':>12}")
+    for name, stats in report["outputs"].items():
+        click.echo(
+            f"  {name:<10}{stats['max_abs_error']:>12.2e}{stats['p99_abs_error']:>12.2e}{stats['max_rel_error']:>12.2e}"
+        )
+    if report["delta_seld"] is not None:
+        click.echo(
+            f"  end to end ({metric}): |delta SELD| {report['delta_seld']:.4f}, |delta F| {report['delta_f']:.4f}, "
+            f"{report['differing_detections']} differing detections"
+        )
+
+
 def _register_subpackage_commands() -> None:
     """Commands whose code lives beside its subject (plotting, export, runtime); imports stay lazy."""
+    from export.cli import export_command
     from seld_edge.plot_cli import plot_command
 
+    main.add_command(export_command)
     main.add_command(plot_command)
 
 

@@ -1,5 +1,6 @@
 """Atomic file writes: outputs appear whole or not at all, so a failed run loses nothing."""
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -41,3 +42,12 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
     atomic_write(path, lambda handle: np.save(handle, array))
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes: how exported models name the checkpoint they came from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
