@@ -40,15 +40,14 @@ def audio_info(path: str | Path) -> tuple[int, int, int]:
     return info.samplerate, info.channels, info.frames
 
 
-def read_audio(
-    path: str | Path,
-    sample_rate: int | None = None,
-    channels: int | None = None,
-) -> np.ndarray:
-    """Read (channels, samples) float32 audio, refusing what features cannot be computed from.
+def check_audio_file(
+    path: str | Path, sample_rate: int | None = None, channels: int | None = None, min_samples: int = 1
+) -> int:
+    """Check from its header that an audio file can be used; returns its length in samples.
 
-    Errors (SeldEdgeError, naming the file): unreadable or truncated file, empty audio, a sample
-    rate or channel count other than the ones asked for, NaN or infinite samples.
+    Errors (SeldEdgeError, naming the file): unreadable or truncated file, fewer than min_samples
+    samples, a sample rate or channel count other than the ones asked for. Cheap, so a whole folder
+    is checked before any output is written.
     """
     path = Path(path)
     file_rate, file_channels, file_frames = audio_info(path)
@@ -61,7 +60,23 @@ def read_audio(
         raise SeldEdgeError(f"{path}: {file_channels} channels, expected {channels}")
     if file_frames <= 0:
         raise SeldEdgeError(f"{path}: contains no audio samples")
+    if file_frames < min_samples:
+        raise SeldEdgeError(f"{path}: {file_frames} samples is too short (at least {min_samples} needed)")
     _check_wav_not_truncated(path)
+    return file_frames
+
+
+def read_audio(
+    path: str | Path,
+    sample_rate: int | None = None,
+    channels: int | None = None,
+    min_samples: int = 1,
+) -> np.ndarray:
+    """Read (channels, samples) float32 audio, refusing what features cannot be computed from.
+
+    Errors as :func:`check_audio_file`, and NaN or infinite samples.
+    """
+    check_audio_file(path, sample_rate, channels, min_samples)
     try:
         data, _ = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as err:

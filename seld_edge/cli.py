@@ -182,10 +182,12 @@ def parity(checkpoint: Path, model: Path, data: Path | None, metric: str, as_jso
 def _register_subpackage_commands() -> None:
     """Commands whose code lives beside its subject (plotting, export, runtime); imports stay lazy."""
     from export.cli import export_command
+    from runtime.cli import run_command
     from seld_edge.plot_cli import plot_command
 
     main.add_command(export_command)
     main.add_command(plot_command)
+    main.add_command(run_command)
 
 
 _register_subpackage_commands()

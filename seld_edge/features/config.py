@@ -55,6 +55,11 @@ class FeatureConfig:
         """Frequency size F of the feature tensor."""
         return self.n_mels if self.n_mels else self.n_fft // 2 + 1
 
+    @property
+    def min_samples(self) -> int:
+        """The shortest audio a centred, reflect-padded STFT of this config can take."""
+        return self.n_fft // 2 + 1
+
     def n_frames(self, n_samples: int) -> int:
         """Number of feature frames T for a clip of n_samples."""
         return -(-n_samples // self.hop_length) if self.crop_frames else 1 + n_samples // self.hop_length

@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 
 from seld_edge.audio import read_audio
-from seld_edge.errors import SeldEdgeError
 from seld_edge.features.config import FeatureConfig
 from seld_edge.features.functional import (
     hann_window,
@@ -44,20 +43,27 @@ def compute_features(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
     if audio.ndim != 2 or audio.shape[0] != config.in_channels:
         raise ValueError(f"expected audio of shape ({config.in_channels}, N), got {audio.shape}")
     spec = stft(audio, config.n_fft, config.hop_length, window_for(config), config.n_frames(audio.shape[-1]))
+    return log_features(linear_features(spec, config), config)
+
+
+def linear_features(spec: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Features before the dB step, frame by frame: (projected) power spectra and intensity vector.
+
+    Every frame depends on its own STFT frame only, so streaming computes them as frames complete;
+    the dB step (:func:`log_features`) needs a maximum over frames and comes last.
+    """
     power = power_spectrum(spec)
-    if config.iv_norm:
-        linear = np.concatenate([power, intensity_vector(spec, config.iv_norm, power)])
-    else:
-        linear = power
+    linear = np.concatenate([power, intensity_vector(spec, config.iv_norm, power)]) if config.iv_norm else power
     fb = filterbank_for(config)
-    projected = linear if fb is None else linear @ fb
-    projected[: config.in_channels] = power_to_db(projected[: config.in_channels], config.top_db)
-    return np.ascontiguousarray(projected, dtype=np.float32)
+    return np.ascontiguousarray(linear if fb is None else linear @ fb, dtype=np.float32)
+
+
+def log_features(linear: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """The dB step, in place on the spectral channels; top_db is relative to these frames' maximum."""
+    linear[: config.in_channels] = power_to_db(linear[: config.in_channels], config.top_db)
+    return linear
 
 
 def features_from_file(path: str | Path, config: FeatureConfig) -> np.ndarray:
     """Read an audio file (checked against the config's rate and channel count) and compute features."""
-    audio = read_audio(path, config.sample_rate, config.in_channels)
-    if audio.shape[1] <= config.n_fft // 2:
-        raise SeldEdgeError(f"{path}: {audio.shape[1]} samples is too short for {config.kind} (n_fft {config.n_fft})")
-    return compute_features(audio, config)
+    return compute_features(read_audio(path, config.sample_rate, config.in_channels, config.min_samples), config)

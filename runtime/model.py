@@ -1,0 +1,166 @@
+"""An exported model as ONNX Runtime sees it: a session, its seld-edge metadata, a numpy call.
+
+The metadata is read from the session itself (``custom_metadata_map``), so the runtime needs neither
+torch nor the ``onnx`` package, only what a Jetson has. Execution providers: CPU by default; CUDA and
+TensorRT only when the installed onnxruntime build has them and the user asks (``auto`` takes the
+fastest one present). Session options follow reference/edge.md: ORT_ENABLE_ALL, a configurable
+intra-op thread count, and no spin-waiting, because on an edge CPU the audio capture and the feature
+extraction share the cores with ONNX Runtime and a spinning thread pool would steal their time.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+from seld_edge.errors import SeldEdgeError
+from seld_edge.model_metadata import INPUT_NAME, ModelMetadata
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+TENSORRT = "TensorrtExecutionProvider"
+PROVIDERS = {"cpu": CPU, "cuda": CUDA, "tensorrt": TENSORRT}
+"""``--provider`` names and their ONNX Runtime execution providers; ``auto`` picks among them."""
+
+# What ONNX Runtime raises for a file it cannot load (a missing or corrupt file, a graph it rejects).
+_LOAD_ERRORS = (
+    ort_state.Fail,
+    ort_state.InvalidArgument,
+    ort_state.InvalidGraph,
+    ort_state.InvalidProtobuf,
+    ort_state.NoModel,
+    ort_state.NoSuchFile,
+    ort_state.NotImplemented,
+    ort_state.RuntimeException,
+)
+
+
+def execution_providers(provider: str, available: Sequence[str]) -> list[str]:
+    """The ORT provider list for a ``--provider`` choice, CPU always last as the fallback for
+    operators a GPU provider does not take.
+
+    An explicit GPU choice the installed onnxruntime lacks is a user error (the plain
+    ``onnxruntime`` wheel has CPU only), rather than a silent fall back to CPU.
+    """
+    if provider == "auto":
+        return [p for p in (TENSORRT, CUDA) if p in available] + [CPU]
+    if provider not in PROVIDERS:
+        raise SeldEdgeError(f"unknown execution provider {provider!r} (known: {', '.join(PROVIDERS)}, auto)")
+    if provider == "cpu":
+        return [CPU]
+    wanted = PROVIDERS[provider]
+    if wanted not in available:
+        raise SeldEdgeError(
+            f"this onnxruntime has no {wanted} (available: {', '.join(available)}); "
+            "install onnxruntime-gpu (or JetPack's onnxruntime) for GPU execution"
+        )
+    if provider == "tensorrt" and CUDA in available:
+        return [TENSORRT, CUDA, CPU]  # CUDA takes the nodes TensorRT does not
+    return [wanted, CPU]
+
+
+def session_options(threads: int = 0) -> ort.SessionOptions:
+    """ORT_ENABLE_ALL, ``threads`` intra-op threads (0: ORT's default, one per core), no spinning."""
+    if threads < 0:
+        raise SeldEdgeError(f"thread count must be 0 (ONNX Runtime's default) or positive, got {threads}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
+
+
+@dataclass(frozen=True)
+class OnnxModel:
+    """A loaded model: call it with a feature batch (B, C, T, F) float32 to get its named outputs.
+
+    T is any multiple of ``metadata.frames_per_label``; each output has T / frames_per_label frames.
+    This is the :data:`seld_edge.inference.Network` callable that windowed inference and streaming use.
+    """
+
+    path: Path
+    metadata: ModelMetadata
+    session: ort.InferenceSession
+
+    @property
+    def fixed_frames(self) -> int | None:
+        """The input's time axis when the graph fixes it (then it is the metadata's window), else None.
+
+        Offline inference always feeds whole windows, so it runs such a graph; streaming needs
+        shorter inputs at the start of a stream and refuses it.
+        """
+        frames = self.session.get_inputs()[0].shape[2]
+        return frames if isinstance(frames, int) else None
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers the session actually uses (ORT drops those that fail to start)."""
+        return self.session.get_providers()
+
+    def __call__(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        batch = np.ascontiguousarray(features, dtype=np.float32)
+        names = list(self.metadata.output_names)
+        return dict(zip(names, self.session.run(names, {INPUT_NAME: batch}), strict=True))
+
+
+def load_model(path: str | Path, provider: str = "cpu", threads: int = 0) -> OnnxModel:
+    """Open an exported .onnx model and check that it is a seld-edge model this runtime can run.
+
+    Errors a user can cause (a missing or non-ONNX file, a plain ONNX model without seld-edge metadata,
+    a graph whose input or outputs do not match its metadata, an unavailable provider) raise
+    SeldEdgeError with the file name.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SeldEdgeError(f"{path}: no such model file")
+    providers = execution_providers(provider, ort.get_available_providers())
+    try:
+        session = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=providers)
+    except _LOAD_ERRORS as err:
+        reason = str(err).splitlines()[0].split(" : ")[-1] if str(err) else type(err).__name__
+        raise SeldEdgeError(f"{path}: not a loadable ONNX model ({reason})") from None
+    if provider != "auto" and providers[0] not in session.get_providers():
+        raise SeldEdgeError(
+            f"{path}: {providers[0]} failed to start (CUDA/cuDNN/TensorRT libraries missing?); "
+            "use --provider cpu or auto"
+        )
+    metadata = ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map, str(path))
+    _check_graph(path, session, metadata)
+    return OnnxModel(path, metadata, session)
+
+
+def _check_graph(path: Path, session: ort.InferenceSession, metadata: ModelMetadata) -> None:
+    """The graph must take the features the metadata describes and give the outputs it names."""
+    inputs = {i.name: i for i in session.get_inputs()}
+    if INPUT_NAME not in inputs:
+        raise SeldEdgeError(f"{path}: the graph has no input {INPUT_NAME!r} (inputs: {', '.join(inputs)})")
+    shape = inputs[INPUT_NAME].shape
+    config = metadata.feature_config
+    expected = (None, config.out_channels, None, config.n_bins)
+    matches = len(shape) == 4 and all(
+        not isinstance(s, int) or e is None or s == e for s, e in zip(shape, expected, strict=True)
+    )
+    if not matches:
+        raise SeldEdgeError(
+            f"{path}: input {INPUT_NAME!r} has shape {shape}, but the metadata's {config.kind} features are "
+            f"(batch, {config.out_channels}, frames, {config.n_bins})"
+        )
+    if len(inputs) != 1:
+        raise SeldEdgeError(f"{path}: the graph takes {len(inputs)} inputs, expected only {INPUT_NAME!r}")
+    if isinstance(shape[2], int) and shape[2] != metadata.window_frames:
+        raise SeldEdgeError(
+            f"{path}: the graph fixes the time axis at {shape[2]} frames, but its window is {metadata.window_frames}"
+        )
+    outputs = {o.name for o in session.get_outputs()}
+    missing = [name for name in metadata.output_names if name not in outputs]
+    if missing:
+        raise SeldEdgeError(f"{path}: the metadata names outputs {missing} that the graph lacks")
+    if metadata.window_frames < 1 or metadata.window_frames % metadata.frames_per_label:
+        raise SeldEdgeError(
+            f"{path}: window of {metadata.window_frames} feature frames is not a whole number of "
+            f"{metadata.frames_per_label}-frame labels"
+        )
