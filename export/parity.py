@@ -1,0 +1,153 @@
+"""`seld-edge parity CHECKPOINT MODEL [--data DIR] [--json]`: PyTorch vs the runtime, measured.
+
+Three comparisons, reported like Polygraphy (max / p99 absolute and relative error per output):
+- the model: PyTorch and the exported model on the SAME numpy features (windows of the clip), so
+  export error is not mixed with feature error;
+- the features: the torch twin (training.frontend) against the numpy front end the runtime uses;
+- end to end, with --data: both pipelines from audio to DCASE events on the data set's held-out
+  clips, scored with the DCASE metric; |delta SELD|, |delta F| and the number of differing
+  detections.
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from seld_edge.features import compute_features
+from seld_edge.formats import Event, find_clips, read_events
+from seld_edge.inference import windowed_outputs
+from seld_edge.metrics import evaluate
+from seld_edge.model_metadata import ModelMetadata
+from seld_edge.models import SeldSystem
+from seld_edge.synth import generate_scene
+from training.frontend import FeatureExtractor
+
+Network = Callable[[np.ndarray], Mapping[str, np.ndarray]]
+REL_EPS = 1e-6  # relative errors of outputs near zero are measured against this floor
+
+
+def error_stats(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+    """Max / p99 / mean absolute and max / p99 relative error of candidate against reference."""
+    reference = np.asarray(reference, dtype=np.float64)
+    absolute = np.abs(np.asarray(candidate, dtype=np.float64) - reference)
+    relative = absolute / np.maximum(np.abs(reference), REL_EPS)
+    return {
+        "max_abs_error": float(absolute.max()),
+        "p99_abs_error": float(np.percentile(absolute, 99)),
+        "mean_abs_error": float(absolute.mean()),
+        "max_rel_error": float(relative.max()),
+        "p99_rel_error": float(np.percentile(relative, 99)),
+    }
+
+
+def torch_network(system: SeldSystem) -> Network:
+    @torch.no_grad()
+    def network(batch: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: v.float().numpy() for k, v in system(torch.from_numpy(batch)).items()}
+
+    return network
+
+
+@dataclass
+class ParityClip:
+    name: str
+    audio: np.ndarray
+    reference: list[Event] | None
+
+
+def generated_clip(meta: ModelMetadata, seconds: float = 10.0, seed: int = 0) -> ParityClip:
+    """A synthetic scene in the model's input format (FOA, or stereo via L = W + Y, R = W - Y).
+
+    Its labels are not used: without a data set, parity compares outputs and features only.
+    """
+    from seld_edge.audio import foa_to_stereo
+
+    foa, _ = generate_scene(seconds, np.random.default_rng(seed))
+    audio = foa if meta.feature_config.in_channels == 4 else foa_to_stereo(foa)
+    return ParityClip("generated", audio, None)
+
+
+def data_clips(data_dir: Path, meta: ModelMetadata, split: str = "test") -> list[ParityClip]:
+    from seld_edge.audio import read_audio
+
+    folder = "stereo_dev" if meta.feature_config.in_channels == 2 else "foa_dev"
+    clips = [c for c in find_clips(data_dir, folder) if c.split == split and c.metadata is not None]
+    config = meta.feature_config
+    return [
+        ParityClip(c.name, read_audio(c.audio, config.sample_rate, config.in_channels),
+                   read_events(c.metadata, reference=True, num_classes=meta.num_classes))
+        for c in clips
+    ]  # fmt: skip
+
+
+def compare(
+    system: SeldSystem,
+    runtime: Network,
+    meta: ModelMetadata,
+    clips: Sequence[ParityClip],
+    metric: str = "dcase2023",
+) -> dict[str, Any]:
+    """The parity report (design.md's --json keys). delta_seld is None without reference events."""
+    config, per_label = meta.feature_config, meta.frames_per_label
+    hop = max(per_label, meta.window_frames // 2 // per_label * per_label)
+    reference_net = torch_network(system)
+    twin = FeatureExtractor(config)
+    per_output: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {name: [] for name in meta.output_names}
+    feature_error = 0.0
+    pairs_torch, pairs_runtime, differing = [], [], 0
+    for clip in clips:
+        features = compute_features(clip.audio, config)
+        with torch.no_grad():
+            twin_features = twin(torch.from_numpy(clip.audio)[None])[0].numpy()
+        feature_error = max(feature_error, float(np.abs(twin_features - features).max()))
+        windows = _windows(features, meta.window_frames, hop)
+        torch_out, runtime_out = reference_net(windows), runtime(windows)
+        for name in meta.output_names:
+            per_output[name].append((torch_out[name], np.asarray(runtime_out[name])))
+        if clip.reference is None:
+            continue
+        args = (per_label, meta.window_frames, hop, meta.output_format, meta.num_classes)
+        events_torch = meta.postprocess.to_events(windowed_outputs(reference_net, twin_features, *args),
+                                                  meta.output_format, meta.num_classes)  # fmt: skip
+        events_runtime = meta.postprocess.to_events(windowed_outputs(runtime, features, *args),
+                                                    meta.output_format, meta.num_classes)  # fmt: skip
+        differing += len(_keys(events_torch) ^ _keys(events_runtime))
+        pairs_torch.append((clip.reference, events_torch))
+        pairs_runtime.append((clip.reference, events_runtime))
+    outputs = {
+        name: error_stats(np.concatenate([a.ravel() for a, _ in pairs]), np.concatenate([b.ravel() for _, b in pairs]))
+        for name, pairs in per_output.items()
+    }
+    report: dict[str, Any] = {
+        "max_abs_error": max(o["max_abs_error"] for o in outputs.values()),
+        "p99_abs_error": max(o["p99_abs_error"] for o in outputs.values()),
+        "max_rel_error": max(o["max_rel_error"] for o in outputs.values()),
+        "feature_max_abs_error": feature_error,
+        "delta_seld": None,
+        "outputs": outputs,
+    }
+    if pairs_torch:
+        scores_torch = evaluate(pairs_torch, metric=metric, num_classes=meta.num_classes)
+        scores_runtime = evaluate(pairs_runtime, metric=metric, num_classes=meta.num_classes)
+        key = "SELD" if "SELD" in scores_torch else "F"
+        report["delta_seld"] = abs(scores_torch[key] - scores_runtime[key])
+        report["delta_f"] = abs(scores_torch["F"] - scores_runtime["F"])
+        report["differing_detections"] = differing
+        report["scores_pytorch"], report["scores_runtime"] = scores_torch, scores_runtime
+    return report
+
+
+def _windows(features: np.ndarray, window: int, hop: int) -> np.ndarray:
+    """Non-padded windows of the clip (at least one, zero-padded if the clip is shorter)."""
+    if features.shape[1] < window:
+        features = np.pad(features, ((0, 0), (0, window - features.shape[1]), (0, 0)))
+    starts = range(0, features.shape[1] - window + 1, hop)
+    return np.stack([features[:, s : s + window] for s in starts])
+
+
+def _keys(events: Sequence[Event]) -> set[tuple[int, int, int]]:
+    return {(e.frame, e.class_index, e.source) for e in events}

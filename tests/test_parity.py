@@ -1,0 +1,73 @@
+"""seld-edge parity: PyTorch against the runtime, with the bounds CI holds every exported model to.
+
+Bounds (issue: ONNX export, runtime, parity): FP32 ONNX vs PyTorch max abs error <= 1e-4 on the
+model outputs, |delta SELD| <= 0.001 end to end.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from export.parity import error_stats  # noqa: E402
+from seld_edge.cli import main  # noqa: E402
+from seld_edge.models import list_models  # noqa: E402
+from seld_edge.synth import generate_dataset  # noqa: E402
+from tests.test_export import make_checkpoint  # noqa: E402
+
+ASSETS = Path(__file__).resolve().parents[1] / "seld_edge" / "assets"
+
+
+def test_error_stats_by_hand():
+    stats = error_stats(np.array([1.0, -2.0, 0.0, 4.0]), np.array([1.0, -2.5, 1e-7, 4.0]))
+    assert stats["max_abs_error"] == pytest.approx(0.5)
+    assert stats["mean_abs_error"] == pytest.approx((0.5 + 1e-7) / 4)
+    assert stats["max_rel_error"] == pytest.approx(0.25)  # 0.5 / 2; the zero uses the 1e-6 floor: 0.1
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_matches_pytorch_on_a_generated_scene(name, tmp_path, cli):
+    make_checkpoint(tmp_path / "best", name)
+    model = tmp_path / f"{name}.onnx"
+    assert cli.invoke(main, ["export", str(tmp_path), "-o", str(model)]).exit_code == 0
+    result = cli.invoke(main, ["parity", str(tmp_path), str(model), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    print(f"{name}: max abs {report['max_abs_error']:.2e}, p99 {report['p99_abs_error']:.2e}, "
+          f"features {report['feature_max_abs_error']:.2e}")  # fmt: skip
+    assert set(report) >= {"max_abs_error", "p99_abs_error", "max_rel_error", "feature_max_abs_error", "delta_seld",
+                           "outputs"}  # fmt: skip
+    assert report["delta_seld"] is None, "no data set, no end-to-end comparison"
+    assert report["max_abs_error"] <= 1e-4
+    assert report["feature_max_abs_error"] <= 1e-3
+
+
+def test_shipped_model_end_to_end_on_generated_data(tmp_path, cli):
+    data = tmp_path / "data"
+    generate_dataset(data, n_train=0, n_test=2, seconds=20.0, seed=11, progress=False)
+    args = [str(ASSETS / "seldnet_synth"), str(ASSETS / "seldnet_synth.onnx"), "--data", str(data)]
+    result = cli.invoke(main, ["parity", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    seld = report["scores_runtime"]["SELD"]
+    print(f"shipped seldnet: max abs {report['max_abs_error']:.2e}, |delta SELD| {report['delta_seld']:.2e}, "
+          f"{report['differing_detections']} differing detections, SELD {seld:.3f}")  # fmt: skip
+    assert report["max_abs_error"] <= 1e-4
+    assert report["delta_seld"] <= 0.001
+    assert report["scores_runtime"]["F"] > 0.2, "the shipped model detects events on unseen generated scenes"
+    text = cli.invoke(main, ["parity", *args])
+    assert text.exit_code == 0 and "end to end (dcase2023): |delta SELD|" in text.output
+
+
+def test_a_model_from_another_checkpoint_is_refused(tmp_path, cli):
+    make_checkpoint(tmp_path / "best", "seldnet")
+    result = cli.invoke(main, ["parity", str(tmp_path), str(ASSETS / "seldnet_synth.onnx")])
+    assert result.exit_code == 2 and "was not exported from" in result.output
+    shutil.copy(ASSETS / "seldnet_synth.onnx", tmp_path / "m.onnx")
+    (tmp_path / "m.onnx").write_bytes(b"not onnx")
+    result = cli.invoke(main, ["parity", str(ASSETS / "seldnet_synth"), str(tmp_path / "m.onnx")])
+    assert result.exit_code == 2 and "not a loadable ONNX model" in result.output
