@@ -43,12 +43,12 @@ from collections import deque
 from dataclasses import dataclass, replace
 
 import numpy as np
-import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 
 from seld_edge.errors import SeldEdgeError
 from seld_edge.features import FeatureConfig
 from seld_edge.features.extract import linear_features, log_features, window_for
+from seld_edge.features.functional import frame_spectra
 from seld_edge.formats import Event
 from seld_edge.inference import Network
 from seld_edge.model_metadata import ModelMetadata
@@ -192,8 +192,8 @@ class FeatureStream:
         if count:
             first = self.frames * hop - self._start
             segment = self._buffer[:, first : first + (count - 1) * hop + n_fft]
-            frames = sliding_window_view(segment, n_fft, axis=-1)[:, ::hop] * window_for(self.config)
-            features = linear_features(scipy.fft.rfft(frames, axis=-1, overwrite_x=True), self.config)
+            frames = sliding_window_view(segment, n_fft, axis=-1)[:, ::hop]
+            features = linear_features(frame_spectra(frames, window_for(self.config)), self.config)
         else:
             features = self._joined([])
         self.frames += count

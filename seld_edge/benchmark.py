@@ -8,6 +8,7 @@ median so one slow outlier does not move the figure. Runs are pinned to one core
 import os
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -57,3 +58,67 @@ def bench_features(kind: str = "foa_logmel_iv", seconds: float = 60.0) -> Iterat
         torch_s = time_call(lambda: extractor(batch))
     yield f"  torch   {torch_s * 1e3:8.1f} ms  {seconds / torch_s:8.0f}x real time"
     yield f"  numpy is {torch_s / numpy_s:.2f}x the speed of the torch twin"
+
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+def bench_runtime(
+    model_path: str | Path = ASSETS / "seldnet_synth.onnx",
+    checkpoint: str | Path = ASSETS / "seldnet_synth",
+    seconds: float = 60.0,
+) -> Iterator[str]:
+    """Yield report lines: the runtime end to end against PyTorch eager end to end, and streaming.
+
+    Both sides go from the same audio to events through the same windowing and post-processing
+    (runtime.pipeline.clip_events); they differ in features (numpy vs the torch twin) and network
+    (ONNX Runtime vs eager PyTorch), each on one thread of one core.
+    """
+    from runtime.model import load_model
+    from runtime.pipeline import clip_events
+    from runtime.stream import LatencyStats, StreamingSeld
+    from seld_edge.audio import foa_to_stereo
+    from seld_edge.synth import generate_scene
+
+    cpu = pin_to_one_core()
+    model = load_model(model_path, threads=1)
+    meta, config = model.metadata, model.metadata.feature_config
+    foa, _ = generate_scene(seconds, np.random.default_rng(0))
+    audio = foa if config.in_channels == 4 else foa_to_stereo(foa)
+    runtime_s = time_call(lambda: clip_events(model, compute_features(audio, config)))
+    yield f"runtime {meta.model}: {seconds:.0f} s clip, audio -> events, on cpu {cpu}"
+    yield f"  runtime (numpy + ONNX Runtime)   {runtime_s * 1e3:8.1f} ms  {seconds / runtime_s:7.0f}x real time"
+    try:
+        import torch
+
+        from training.checkpoint import load_checkpoint
+        from training.frontend import FeatureExtractor
+    except ImportError:
+        yield "  pytorch eager                    (torch not installed: no reference run)"
+    else:
+        torch.set_num_threads(1)
+        system, _ = load_checkpoint(checkpoint)
+        twin = FeatureExtractor(config)
+
+        class Eager:
+            metadata = meta
+
+            @torch.inference_mode()
+            def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+                return {k: v.numpy() for k, v in system(torch.from_numpy(batch)).items()}
+
+        def eager_end_to_end() -> object:
+            with torch.inference_mode():
+                features = twin(torch.from_numpy(audio)[None])[0].numpy()
+            return clip_events(Eager(), features)
+
+        eager_s = time_call(eager_end_to_end)
+        yield f"  pytorch eager (torch twin + nn)  {eager_s * 1e3:8.1f} ms  {seconds / eager_s:7.0f}x real time"
+        yield f"  runtime is {eager_s / runtime_s:.2f}x faster than PyTorch eager end to end (target >= 3x)"
+    stats = LatencyStats()
+    stream = StreamingSeld(meta, model, stats=stats)
+    block = round(0.1 * config.sample_rate)
+    for start in range(0, audio.shape[1], block):
+        stream.push(audio[:, start : start + block])
+    stream.finish()
+    yield f"  streaming, 100 ms blocks: {stats.format()} (target mean < 10 ms)"

@@ -100,6 +100,31 @@ def bench_features_command(kind: str, seconds: float) -> None:
         click.echo(line)
 
 
+@bench.command("runtime")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Exported .onnx model (default: the built-in SELDnet).",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Its checkpoint, for the PyTorch eager reference (default: the built-in one).",
+)
+@click.option("--seconds", type=click.FloatRange(min=5.0), default=60.0, show_default=True, help="Clip length.")
+def bench_runtime_command(model_path: Path | None, checkpoint: Path | None, seconds: float) -> None:
+    """Time the runtime end to end against PyTorch eager on one core, and streaming latency."""
+    from seld_edge.benchmark import ASSETS, bench_runtime
+
+    for line in bench_runtime(
+        model_path or ASSETS / "seldnet_synth.onnx", checkpoint or ASSETS / "seldnet_synth", seconds
+    ):
+        click.echo(line)
+
+
 @main.command()
 def models() -> None:
     """The model zoo: name, parameter count, feature kind, output format."""

@@ -8,13 +8,19 @@ import numpy as np
 from seld_edge.audio import read_audio
 from seld_edge.features.config import FeatureConfig
 from seld_edge.features.functional import (
+    centred_frames,
+    frame_spectra,
     hann_window,
     intensity_vector,
     mel_filterbank,
     power_spectrum,
     power_to_db,
-    stft,
 )
+
+# Frames processed together: the spectra of 64 frames stay in cache and in glibc's heap, where one
+# block of a whole minute (a fresh ~50 MB mmap per call) page-faults. Measured on one core, 60 s of
+# 4-channel audio: 38 ms in blocks of 64 frames, 75 ms in one block.
+FRAMES_PER_BLOCK = 64
 
 
 @lru_cache(maxsize=16)
@@ -42,8 +48,13 @@ def compute_features(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """
     if audio.ndim != 2 or audio.shape[0] != config.in_channels:
         raise ValueError(f"expected audio of shape ({config.in_channels}, N), got {audio.shape}")
-    spec = stft(audio, config.n_fft, config.hop_length, window_for(config), config.n_frames(audio.shape[-1]))
-    return log_features(linear_features(spec, config), config)
+    frames = centred_frames(audio, config.n_fft, config.hop_length, config.n_frames(audio.shape[-1]))
+    features = np.empty((config.out_channels, frames.shape[1], config.n_bins), dtype=np.float32)
+    window = window_for(config)
+    for start in range(0, frames.shape[1], FRAMES_PER_BLOCK):
+        block = slice(start, start + FRAMES_PER_BLOCK)
+        features[:, block] = linear_features(frame_spectra(frames[:, block], window), config)
+    return log_features(features, config)
 
 
 def linear_features(spec: np.ndarray, config: FeatureConfig) -> np.ndarray:
