@@ -27,15 +27,16 @@ test: install
 bench: install
 	$(BIN)/pytest -q tests/benchmarks --benchmark-enable -s
 
-# The main job on built-in defaults: generate scenes, compute features, time them, score CSVs.
+# The main job on built-in defaults: new scenes through the shipped SELDnet (ONNX, torch-free
+# runtime), DCASE CSVs, scores, PyTorch-vs-runtime parity and pictures. No network, no GPU.
+MODEL := seld_edge/assets/seldnet_synth
 demo: install
-	$(BIN)/seld-edge synth $(DEMO_DIR)/data --train 4 --test 2 --seconds 20 --seed 0
-	$(BIN)/seld-edge features $(DEMO_DIR)/data/foa_dev/dev-test-synth/fold2_room1_mix001.wav \
-		--kind foa_logmel_iv -o $(DEMO_DIR)/features.npy
-	$(BIN)/seld-edge bench features --seconds 60
-	@echo "scoring the held-out references against themselves (the metric pipeline's sanity check):"
-	$(BIN)/seld-edge eval --ref $(DEMO_DIR)/data/metadata_dev/dev-test-synth \
-		--pred $(DEMO_DIR)/data/metadata_dev/dev-test-synth --json
+	$(BIN)/seld-edge synth $(DEMO_DIR)/data --train 0 --test 3 --seconds 30 --seed 1
+	$(BIN)/seld-edge run $(MODEL).onnx $(DEMO_DIR)/data/foa_dev -o $(DEMO_DIR)/pred
+	$(BIN)/seld-edge eval --ref $(DEMO_DIR)/data/metadata_dev --pred $(DEMO_DIR)/pred
+	$(BIN)/seld-edge parity $(MODEL) $(MODEL).onnx --data $(DEMO_DIR)/data
+	$(BIN)/seld-edge plot --ref $(DEMO_DIR)/data/metadata_dev --pred $(DEMO_DIR)/pred -o $(DEMO_DIR)/plots
+	@echo "CSVs in $(DEMO_DIR)/pred, pictures in $(DEMO_DIR)/plots"
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache
