@@ -1,5 +1,7 @@
 """Shared fixtures: small deterministic signals and a CLI runner."""
 
+import textwrap
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -23,3 +25,20 @@ def plane_wave_foa(seconds: float, azimuth: float, elevation: float, seed: int =
 @pytest.fixture
 def cli() -> CliRunner:
     return CliRunner()
+
+
+# Prepended to a subprocess script: any import of torch fails, as on a machine without it. An import
+# hook rather than sys.modules["torch"] = None, which breaks scipy's array-API helpers (they look
+# torch up in sys.modules) in a way no torch-free machine does.
+BLOCK_TORCH = textwrap.dedent(
+    """
+    import sys
+
+    class BlockTorch:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "torch":
+                raise ImportError("torch is not installed here")
+
+    sys.meta_path.insert(0, BlockTorch())
+    """
+)

@@ -28,7 +28,7 @@ from seld_edge.formats import STARSS23_CLASSES, Event, read_events
 from seld_edge.model_metadata import INPUT_NAME, ModelMetadata
 from seld_edge.postprocess import PostProcessing
 from seld_edge.synth import generate_scene
-from tests.conftest import SAMPLE_RATE, plane_wave_foa
+from tests.conftest import BLOCK_TORCH, SAMPLE_RATE, plane_wave_foa
 
 onnx = pytest.importorskip("onnx", reason="building test models needs the onnx package (the [export] extra)")
 
@@ -273,16 +273,9 @@ def test_latency_percentiles_are_within_a_bin_of_the_exact_ones():
 # --------------------------------------------------------------------------------------------------
 # torch-free guarantee
 
-TORCH_FREE = textwrap.dedent(
+TORCH_FREE = BLOCK_TORCH + textwrap.dedent(
     """
     import sys
-
-    class BlockTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "torch":
-                raise ImportError("torch is not installed here")
-
-    sys.meta_path.insert(0, BlockTorch())
     from click.testing import CliRunner
     from seld_edge.cli import main
 

@@ -1,23 +1,13 @@
-"""The numpy core must run where torch cannot be imported (design: the Jetson runtime is torch-free).
-
-torch is blocked by an import hook rather than ``sys.modules["torch"] = None``: scipy's array-API
-helpers look torch up in sys.modules and fail on a None entry, which no torch-free machine has.
-"""
+"""The numpy core must run where torch cannot be imported (design: the Jetson runtime is torch-free)."""
 
 import subprocess
 import sys
 import textwrap
 
-SCRIPT = textwrap.dedent(
+from tests.conftest import BLOCK_TORCH
+
+SCRIPT = BLOCK_TORCH + textwrap.dedent(
     """
-    import sys
-
-    class BlockTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "torch":
-                raise ImportError("torch is not installed here")
-
-    sys.meta_path.insert(0, BlockTorch())
     import numpy as np
     from click.testing import CliRunner
     from seld_edge.cli import main
