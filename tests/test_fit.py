@@ -96,18 +96,23 @@ def test_predict_then_eval_on_the_held_out_split(data, tmp_path, cli):
     assert result.exit_code == 2 and "not a seld-edge checkpoint" in result.output and not (tmp_path / "p2").exists()
 
 
-def test_ddp_with_gloo_on_two_cpu_processes(data, tmp_path):
+@pytest.mark.parametrize("budget", [[], ["--max-minutes", "0.1"]], ids=["epochs", "time-budget"])
+def test_ddp_with_gloo_on_two_cpu_processes(data, tmp_path, budget):
+    """Two ranks; with a time budget they must agree on when to stop (rank 0's clock) or one would hang."""
+    epochs = "2" if not budget else "200"
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
          "-m", "training.fit", "--model", "seldnet", "--data", str(data), "--out", str(tmp_path / "ddp"),
-         "--device", "cpu", "--epochs", "2", *FAST],
-        capture_output=True, text=True, timeout=300, check=False,
+         "--device", "cpu", "--epochs", epochs, *budget, *FAST],
+        capture_output=True, text=True, timeout=180, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "best SELD" in proc.stdout and proc.stdout.count("best SELD") == 1, "only rank 0 reports"
     assert (tmp_path / "ddp" / "best.safetensors").is_file()
     rows = (tmp_path / "ddp" / "metrics.csv").read_text().splitlines()
-    assert len(rows) == 3, "one row per epoch, written by rank 0 only"
+    reported = int(proc.stdout.split(" after ")[1].split()[0])
+    assert len(rows) == 1 + reported, "one row per epoch, written by rank 0 only"
+    assert reported == 2 if not budget else 1 <= reported < 200
 
 
 @pytest.mark.parametrize(

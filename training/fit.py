@@ -114,8 +114,8 @@ class Trainer:
         self.model = DistributedDataParallel(self.system) if self.world > 1 else self.system
         optimizer_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = optimizer_cls(self.system.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        steps = len(self._loader(0)) * config.epochs
-        self.schedule = Schedule(config.scheduler, steps, round(config.warmup_epochs * len(self._loader(0))))
+        steps = self._steps_per_epoch()
+        self.schedule = Schedule(config.scheduler, steps * config.epochs, round(config.warmup_epochs * steps))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
         self.amp = config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
@@ -179,6 +179,7 @@ class Trainer:
             loss = self._train_epoch(epoch, budget)
             scores = self._validate()
             self.elapsed += time.perf_counter() - started
+            self._sync_elapsed()
             self._end_epoch(epoch, loss, scores)
             epoch += 1
             if budget is not None:
@@ -212,8 +213,8 @@ class Trainer:
             self.scheduler.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
-            if budget is not None and self.elapsed + time.perf_counter() - start >= budget:
-                break  # out of time: stop mid-epoch, still validate and checkpoint
+            if budget is not None and self.world == 1 and self.elapsed + time.perf_counter() - start >= budget:
+                break  # out of time: stop mid-epoch, still validate and checkpoint (ranks would disagree)
         return float(np.mean(losses)) if losses else math.nan
 
     def _validate(self) -> dict[str, float]:
@@ -245,11 +246,22 @@ class Trainer:
                                                     "scores_untuned": meta["scores"]})  # fmt: skip
         tqdm.write(f"tuned thresholds {tuned.thresholds}: " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
 
+    def _sync_elapsed(self) -> None:
+        """Every rank takes rank 0's clock (which includes validation), so all stop at the same epoch."""
+        if self.world > 1:
+            clock = torch.tensor([self.elapsed], dtype=torch.float64, device=self.device)
+            dist.broadcast(clock, src=0)
+            self.elapsed = float(clock.item())
+
     def _replan(self, next_epoch: int, budget: float) -> None:
         """Fit the remaining epochs into the budget and stretch/shrink the LR schedule to match."""
         per_epoch = self.elapsed / next_epoch
         self.epochs = max(next_epoch + 1, int(budget / per_epoch))
-        self.schedule.total_steps = max(1, len(self.dataset) // self.config.batch_size + 1) * self.epochs
+        self.schedule.total_steps = self._steps_per_epoch() * self.epochs
+
+    def _steps_per_epoch(self) -> int:
+        per_rank = math.ceil(len(self.dataset) / self.world)
+        return math.ceil(per_rank / self.config.batch_size)
 
     # --------------------------------------------------------------------------- bookkeeping
     def _end_epoch(self, epoch: int, loss: float, scores: dict[str, float]) -> None:
