@@ -12,7 +12,6 @@ a dynamic time axis (1 s to 60 s by default, T a whole number of label frames) a
 
 import contextlib
 import functools
-import json
 import logging
 import math
 import time
@@ -28,13 +27,10 @@ import torch
 from torch.export import Dim
 
 from export.graph_check import Finding, check_for_tensorrt, refuse_if_strict
-from seld_edge import __version__
 from seld_edge.errors import SeldEdgeError
-from seld_edge.io import atomic_write, file_sha256
+from seld_edge.io import atomic_write
 from seld_edge.model_metadata import INPUT_NAME, ModelMetadata
-from seld_edge.postprocess import PostProcessing
-from training.checkpoint import load_checkpoint, resolve_checkpoint
-from training.config import TrainConfig
+from training.checkpoint import checkpoint_metadata, load_checkpoint, resolve_checkpoint
 
 OPSETS = range(18, 21)  # TensorRT 10.3 parses 9-20; the dynamo exporter writes 18 natively
 logger = logging.getLogger(__name__)
@@ -136,24 +132,7 @@ class Exporter:
 
     def metadata(self) -> ModelMetadata:
         """What the runtime needs besides the graph, from the checkpoint and its training config."""
-        card = self.system.card
-        if "class_names" not in self.meta:
-            raise SeldEdgeError(f"{self.stem}.json: checkpoint has no class_names")
-        frames_per_label = card.feature_config().frames_per_label(card.label_rate_hz)
-        chunk_seconds = self.meta.get("train_config", {}).get("chunk_seconds", TrainConfig.chunk_seconds)
-        return ModelMetadata(
-            model=self.system.name,
-            model_args=json.loads(json.dumps(self.system.model_args)),  # tuples as lists, as they read back
-            feature_config=card.feature_config(),
-            class_names=tuple(self.meta["class_names"]),
-            output_format=card.output_format,
-            output_names=tuple(self.system.output_names),
-            label_rate_hz=card.label_rate_hz,
-            window_frames=round(chunk_seconds * card.label_rate_hz) * frames_per_label,
-            postprocess=PostProcessing.from_dict(self.meta.get("postprocess", {})),
-            checkpoint_sha256=file_sha256(self.stem.with_suffix(".safetensors")),
-            package_version=__version__,
-        )
+        return checkpoint_metadata(self.stem, self.system, self.meta)
 
     @_timed("onnx")
     def export_onnx(self, out: Path) -> tuple[Path, list[Finding]]:

@@ -87,22 +87,30 @@ def window_and_hop(metadata: ModelMetadata) -> tuple[int, int]:
     return metadata.window_frames, min(hop, metadata.window_frames)
 
 
-def clip_events(model: Model, features: np.ndarray) -> list[Event]:
-    """Events of one clip's features (C, T, F): windowed outputs, then the model's post-processing."""
+def clip_events(model: Model, features: np.ndarray, tta: bool = False) -> list[Event]:
+    """Events of one clip's features (C, T, F): windowed outputs, then the model's post-processing.
+
+    tta averages over the 16 FOA rotations (seld_edge.inference.windowed_outputs).
+    """
     meta = model.metadata
     window, hop = window_and_hop(meta)
     outputs = windowed_outputs(
-        model, features, meta.frames_per_label, window, hop, meta.output_format, meta.num_classes
+        model, features, meta.frames_per_label, window, hop, meta.output_format, meta.num_classes, tta=tta
     )
     return meta.postprocess.to_events(outputs, meta.output_format, meta.num_classes)
 
 
-def run_files(model: Model, source: str | Path, out_dir: str | Path, progress: bool = True) -> list[Path]:
-    """Offline: one DCASE CSV per audio file of source (a file or a folder, searched recursively)."""
+def run_files(
+    model: Model, source: str | Path, out_dir: str | Path, progress: bool = True, tta: bool = False
+) -> list[Path]:
+    """Offline: one DCASE CSV per audio file of source (a file or a folder, searched recursively).
+
+    Any Model runs here: ONNX Runtime for `seld-edge run`, PyTorch for `seld-edge predict`.
+    """
     config = model.metadata.feature_config
     pairs = plan(source, out_dir, config)
     results = [
-        (target, clip_events(model, features_from_file(path, config)))
+        (target, clip_events(model, features_from_file(path, config), tta))
         for path, target in tqdm(pairs, desc="run", unit="file", disable=not progress)
     ]
     for target, events in results:

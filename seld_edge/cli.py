@@ -148,13 +148,9 @@ def predict(checkpoint: Path, audio: Path, out_dir: Path, tta: bool, device: str
 
     CHECKPOINT is a checkpoint (.json/.safetensors) or a training run folder (its best checkpoint).
     """
-    from training.checkpoint import load_checkpoint
     from training.predict import predict_files
 
-    system, meta = load_checkpoint(checkpoint, device=device)
-    if tta and system.card.feature_config().iv_norm is None:
-        raise SeldEdgeError("--tta rotates FOA features; this model takes stereo input")
-    written = predict_files(system, meta, audio, out_dir, tta=tta)
+    written = predict_files(checkpoint, audio, out_dir, tta=tta, device=device)
     click.echo(f"wrote {len(written)} CSV files to {out_dir}")
 
 

@@ -71,3 +71,27 @@ def test_a_model_from_another_checkpoint_is_refused(tmp_path, cli):
     (tmp_path / "m.onnx").write_bytes(b"not onnx")
     result = cli.invoke(main, ["parity", str(ASSETS / "seldnet_synth"), str(tmp_path / "m.onnx")])
     assert result.exit_code == 2 and "not a loadable ONNX model" in result.output
+
+
+def test_predict_and_run_write_the_same_events(tmp_path, cli):
+    from seld_edge.formats import read_events
+
+    data = tmp_path / "data"
+    generate_dataset(data, n_train=0, n_test=1, seconds=15.0, seed=12, progress=False)
+    audio = data / "foa_dev"
+    assert (
+        cli.invoke(main, ["predict", str(ASSETS / "seldnet_synth"), str(audio), "-o", str(tmp_path / "pt")]).exit_code
+        == 0
+    )
+    assert (
+        cli.invoke(main, ["run", str(ASSETS / "seldnet_synth.onnx"), str(audio), "-o", str(tmp_path / "rt")]).exit_code
+        == 0
+    )
+    torch_csv, runtime_csv = (next((tmp_path / d).glob("*.csv")) for d in ("pt", "rt"))
+    torch_events, runtime_events = read_events(torch_csv), read_events(runtime_csv)
+    assert torch_events, "the shipped model detects something in a generated scene"
+    assert [(e.frame, e.class_index, e.source) for e in torch_events] == [
+        (e.frame, e.class_index, e.source) for e in runtime_events
+    ]
+    for a, b in zip(torch_events, runtime_events, strict=True):
+        assert abs(a.azimuth - b.azimuth) < 0.1 and abs(a.elevation - b.elevation) < 0.1

@@ -16,8 +16,11 @@ from safetensors.torch import load_file, save
 
 from seld_edge import __version__
 from seld_edge.errors import SeldEdgeError
-from seld_edge.io import atomic_write, atomic_write_text
+from seld_edge.io import atomic_write, atomic_write_text, file_sha256
+from seld_edge.model_metadata import ModelMetadata
 from seld_edge.models import SeldSystem
+from seld_edge.postprocess import PostProcessing
+from training.config import TrainConfig
 
 CHECKPOINT_FORMAT = "seld-edge-checkpoint/1"
 
@@ -87,3 +90,25 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[SeldSystem, 
         reason = str(err).splitlines()[0]
         raise SeldEdgeError(f"{stem}.safetensors: weights do not fit {meta['model']} ({reason})") from None
     return system.to(device).eval(), meta
+
+
+def checkpoint_metadata(stem: Path, system: SeldSystem, meta: dict[str, Any]) -> ModelMetadata:
+    """The runtime's view of a checkpoint: what an exported model carries, and what predict runs on."""
+    card = system.card
+    if "class_names" not in meta:
+        raise SeldEdgeError(f"{stem}.json: checkpoint has no class_names")
+    frames_per_label = card.feature_config().frames_per_label(card.label_rate_hz)
+    chunk_seconds = meta.get("train_config", {}).get("chunk_seconds", TrainConfig.chunk_seconds)
+    return ModelMetadata(
+        model=system.name,
+        model_args=json.loads(json.dumps(system.model_args)),  # tuples as lists, as they read back
+        feature_config=card.feature_config(),
+        class_names=tuple(meta["class_names"]),
+        output_format=card.output_format,
+        output_names=tuple(system.output_names),
+        label_rate_hz=card.label_rate_hz,
+        window_frames=round(chunk_seconds * card.label_rate_hz) * frames_per_label,
+        postprocess=PostProcessing.from_dict(meta.get("postprocess", {})),
+        checkpoint_sha256=file_sha256(stem.with_suffix(".safetensors")),
+        package_version=__version__,
+    )

@@ -9,14 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from seld_edge.audio import find_audio_files
-from seld_edge.features import FeatureConfig, features_from_file
-from seld_edge.formats import Event, write_events
+from runtime.pipeline import run_files
+from seld_edge.errors import SeldEdgeError
+from seld_edge.formats import Event
 from seld_edge.inference import windowed_outputs
+from seld_edge.model_metadata import ModelMetadata
 from seld_edge.models import SeldSystem
 from seld_edge.postprocess import PostProcessing
+from training.checkpoint import checkpoint_metadata, load_checkpoint, resolve_checkpoint
 
 
 def clip_outputs(
@@ -53,27 +54,30 @@ def predict_events(
     return postprocess.to_events(outputs, system.card.output_format, system.model_args["num_classes"])
 
 
-def predict_files(
-    system: SeldSystem,
-    meta: dict,
-    source: Path,
-    out_dir: Path,
-    tta: bool = False,
-    form: str | None = None,
-) -> list[Path]:
-    """Write one DCASE CSV per audio file of source (a file or a folder searched recursively).
+class TorchModel:
+    """A SeldSystem behind the runtime's Model interface: metadata, and numpy batch -> named outputs."""
 
-    All audio is checked before anything is written, so bad input leaves no partial output.
+    def __init__(self, system: SeldSystem, metadata: ModelMetadata) -> None:
+        self.system = system
+        self.metadata = metadata
+        self.device = next(system.parameters()).device
+
+    @torch.no_grad()
+    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self.system(torch.from_numpy(batch).to(self.device))
+        return {k: v.float().cpu().numpy() for k, v in outputs.items()}
+
+
+def predict_files(
+    checkpoint: str | Path, source: Path, out_dir: Path, tta: bool = False, device: str = "cpu"
+) -> list[Path]:
+    """`seld-edge predict`: the runtime's offline pipeline with the PyTorch model as its network.
+
+    So predict and `seld-edge run` share file discovery, input checks (all before any CSV is
+    written), windowing, post-processing and CSV forms, and differ only in the network.
     """
-    config = FeatureConfig.from_json(meta["feature_config"])
-    postprocess = PostProcessing.from_dict(meta.get("postprocess", {}))
-    form = form or ("dcase2025" if config.in_channels == 2 else "cartesian")
-    files = find_audio_files(source)
-    features = [features_from_file(f, config) for f in tqdm(files, desc="features", unit="file")]
-    written = []
-    for path, feats in tqdm(list(zip(files, features, strict=True)), desc="predict", unit="file"):
-        events = predict_events(system, feats, postprocess, tta=tta)
-        target = out_dir / f"{path.stem}.csv"
-        write_events(target, events, form=form)
-        written.append(target)
-    return written
+    stem = resolve_checkpoint(checkpoint)
+    system, meta = load_checkpoint(stem, device=device)
+    if tta and system.card.feature_config().iv_norm is None:
+        raise SeldEdgeError("--tta rotates FOA features; this model takes stereo input")
+    return run_files(TorchModel(system, checkpoint_metadata(stem, system, meta)), source, out_dir, tta=tta)

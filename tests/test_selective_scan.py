@@ -1,0 +1,162 @@
+"""The selective scan: the reference against a hand-computed case, the chunked form against the
+reference (errors relative to max |y_ref|), its gradients, shape checks and the CUDA dispatch."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from seld_edge.errors import SeldEdgeError
+from seld_edge.ops import selective_scan
+from seld_edge.ops.selective_scan import _mamba_selective_scan_fn, selective_scan_chunked
+
+
+def make_inputs(
+    batch: int = 2,
+    dim: int = 8,
+    d_state: int = 4,
+    groups: int = 1,
+    length: int = 100,
+    dtype: torch.dtype = torch.float32,
+    delta_scale: float = 1.0,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
+    """Random inputs shaped like a Mamba block's: A = -exp(.) < 0, delta >= 0 around delta_scale."""
+    g = torch.Generator().manual_seed(seed)
+
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g, dtype=dtype)
+
+    return {
+        "u": randn(batch, dim, length),
+        "delta": F.softplus(randn(batch, dim, length)) * delta_scale,
+        "A": -torch.exp(randn(dim, d_state)),
+        "B": randn(batch, groups, d_state, length),
+        "C": randn(batch, groups, d_state, length),
+        "D": randn(dim),
+        "z": randn(batch, dim, length),
+        "delta_bias": randn(dim) * 0.1,
+    }
+
+
+def rel_err(y: torch.Tensor, ref: torch.Tensor) -> float:
+    """Max absolute difference over max |ref|."""
+    return ((y.double() - ref.double()).abs().max() / ref.double().abs().max()).item()
+
+
+def test_reference_matches_a_hand_computed_scan() -> None:
+    u, delta, a, b, c, skip = 2.0, 0.5, -1.0, 3.0, 0.25, 0.1
+    x1 = delta * b * u
+    x2 = math.exp(delta * a) * x1 + delta * b * u
+    y = selective_scan(
+        torch.full((1, 1, 2), u),
+        torch.full((1, 1, 2), delta),
+        torch.full((1, 1), a),
+        torch.full((1, 1, 1, 2), b),
+        torch.full((1, 1, 1, 2), c),
+        D=torch.full((1,), skip),
+        impl="reference",
+    )
+    torch.testing.assert_close(y, torch.tensor([[[c * x1 + skip * u, c * x2 + skip * u]]]))
+
+
+@pytest.mark.parametrize(
+    ("groups", "length", "chunk", "options"),
+    [
+        (1, 100, 32, {}),
+        (4, 100, 32, {"D", "z", "delta_bias"}),
+        (4, 64, 32, {"D", "delta_bias", "softplus"}),
+        (1, 77, 16, {"z", "softplus"}),
+        (4, 7, 32, {"D", "z", "delta_bias", "softplus"}),
+    ],
+)
+def test_chunked_matches_reference(groups: int, length: int, chunk: int, options: set[str]) -> None:
+    inputs = make_inputs(groups=groups, length=length)
+    kwargs = {k: inputs.pop(k) for k in ("D", "z", "delta_bias")}
+    kwargs = {k: v for k, v in kwargs.items() if k in options}
+    softplus = "softplus" in options
+    y_ref, x_ref = selective_scan(**inputs, **kwargs, delta_softplus=softplus, return_last_state=True, impl="reference")
+    y, x = selective_scan_chunked(**inputs, **kwargs, delta_softplus=softplus, return_last_state=True, chunk_size=chunk)
+    assert y.dtype == torch.float32 and x.shape == (2, 8, 4) and x.dtype == torch.float32
+    assert rel_err(y, y_ref) <= 1e-5
+    assert rel_err(x, x_ref) <= 1e-5
+
+
+def test_chunked_is_exact_on_long_sequences_where_exp_of_cumsum_overflows() -> None:
+    inputs = make_inputs(batch=1, dim=8, d_state=4, groups=4, length=8192, delta_scale=2.0)
+    cumulative = torch.cumsum(inputs["delta"][..., None] * inputs["A"][:, None, :], dim=2)
+    assert torch.isinf(torch.exp(-cumulative)).any()  # the factored form exp(S_t) exp(-S_s) would fail here
+    y_ref = selective_scan(**inputs, delta_softplus=True, impl="reference")
+    y = selective_scan(**inputs, delta_softplus=True, impl="chunked")
+    assert torch.isfinite(y).all()
+    assert rel_err(y, y_ref) <= 1e-5
+
+
+@pytest.mark.parametrize(("dtype", "bound"), [(torch.float16, 2e-3), (torch.bfloat16, 1e-2)])
+def test_half_inputs_keep_an_fp32_state(dtype: torch.dtype, bound: float) -> None:
+    inputs = make_inputs(groups=4, length=300, dtype=dtype)
+    y_ref, x_ref = selective_scan(
+        **{k: v.float() for k, v in inputs.items()}, delta_softplus=True, return_last_state=True, impl="reference"
+    )
+    y, x = selective_scan(**inputs, delta_softplus=True, return_last_state=True, impl="chunked")
+    assert y.dtype == dtype and x.dtype == torch.float32
+    # Only the output is rounded to the input dtype: the state matches the fp32 run closely.
+    assert rel_err(x, x_ref) <= 1e-5
+    assert rel_err(y, y_ref) <= bound
+
+
+def test_chunked_gradients_pass_gradcheck() -> None:
+    inputs = make_inputs(batch=1, dim=4, d_state=3, groups=2, length=20, dtype=torch.float64)
+    names = list(inputs)
+    leaves = [inputs[k].detach().requires_grad_() for k in names]
+
+    def scan(*tensors: torch.Tensor) -> torch.Tensor:
+        kw = dict(zip(names, tensors, strict=True))
+        return selective_scan_chunked(**kw, delta_softplus=True, chunk_size=8)
+
+    assert torch.autograd.gradcheck(scan, leaves)
+
+
+def test_auto_on_cpu_is_chunked() -> None:
+    inputs = make_inputs(length=40)
+    torch.testing.assert_close(selective_scan(**inputs), selective_scan_chunked(**inputs), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"B": torch.zeros(2, 3, 4, 100), "C": torch.zeros(2, 3, 4, 100)}, "divisible"),
+        ({"delta": torch.zeros(2, 8, 99)}, "delta must have"),
+        ({"C": torch.zeros(2, 1, 4, 99)}, "C must be"),
+        ({"A": torch.zeros(8, 5)}, "B must be"),
+        ({"D": torch.zeros(7)}, "D must be"),
+        ({"z": torch.zeros(2, 8, 99)}, "z must have"),
+    ],
+)
+def test_bad_shapes_raise(change: dict[str, torch.Tensor], message: str) -> None:
+    inputs = {**make_inputs(), **change}
+    with pytest.raises(ValueError, match=message):
+        selective_scan(**inputs)
+
+
+def test_unknown_impl_raises() -> None:
+    with pytest.raises(ValueError, match="impl must be one of"):
+        selective_scan(**make_inputs(length=4), impl="triton")
+
+
+def test_cuda_impl_needs_mamba_ssm_and_cuda_tensors() -> None:
+    with pytest.raises(SeldEdgeError, match="mamba-ssm|CUDA tensors"):
+        selective_scan(**make_inputs(length=4), impl="cuda")
+
+
+@pytest.mark.skipif(
+    _mamba_selective_scan_fn() is None or not torch.cuda.is_available(),
+    reason="needs mamba-ssm's CUDA kernel and a GPU (mamba-ssm cannot be installed on the CPU test machines)",
+)
+def test_cuda_matches_reference() -> None:
+    inputs = {k: v.cuda() for k, v in make_inputs(groups=4, length=300).items()}
+    y_ref, x_ref = selective_scan(**inputs, delta_softplus=True, return_last_state=True, impl="reference")
+    y, x = selective_scan(**inputs, delta_softplus=True, return_last_state=True, impl="cuda")
+    assert rel_err(y, y_ref) <= 1e-4
+    assert rel_err(x, x_ref) <= 1e-4
