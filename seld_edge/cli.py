@@ -125,6 +125,16 @@ def bench_runtime_command(model_path: Path | None, checkpoint: Path | None, seco
         click.echo(line)
 
 
+@bench.command("scan")
+@click.option("--length", type=click.IntRange(min=1), default=6400, show_default=True, help="Sequence length L.")
+def bench_scan_command(length: int) -> None:
+    """Time the chunked selective scan against the sequential reference on one CPU core."""
+    from seld_edge.ops.bench import bench_selective_scan
+
+    for line in bench_selective_scan(length=length):
+        click.echo(line)
+
+
 @main.command()
 def models() -> None:
     """The model zoo: name, parameter count, feature kind, output format."""

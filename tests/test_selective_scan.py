@@ -146,7 +146,7 @@ def test_unknown_impl_raises() -> None:
 
 
 def test_cuda_impl_needs_mamba_ssm_and_cuda_tensors() -> None:
-    with pytest.raises(SeldEdgeError, match="mamba-ssm|CUDA tensors"):
+    with pytest.raises(SeldEdgeError, match=r"mamba-ssm|CUDA tensors"):
         selective_scan(**make_inputs(length=4), impl="cuda")
 
 
