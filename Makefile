@@ -24,8 +24,11 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
+# Benchmarks print ratios against a reference run in the same process, each on one core.
 bench: install
-	$(BIN)/pytest -q tests/benchmarks --benchmark-enable -s
+	$(BIN)/seld-edge bench features
+	$(BIN)/seld-edge bench runtime
+	$(BIN)/seld-edge bench scan
 
 # The main job on built-in defaults: new scenes through the shipped SELDnet (ONNX, torch-free
 # runtime), DCASE CSVs, scores, PyTorch-vs-runtime parity and pictures. No network, no GPU.
