@@ -25,6 +25,7 @@ from seld_edge.model_metadata import ModelMetadata
 from seld_edge.models import SeldSystem
 from seld_edge.synth import generate_scene
 from training.frontend import FeatureExtractor
+from training.predict import torch_network
 
 Network = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 REL_EPS = 1e-6  # relative errors of outputs near zero are measured against this floor
@@ -42,14 +43,6 @@ def error_stats(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float
         "max_rel_error": float(relative.max()),
         "p99_rel_error": float(np.percentile(relative, 99)),
     }
-
-
-def torch_network(system: SeldSystem) -> Network:
-    @torch.no_grad()
-    def network(batch: np.ndarray) -> dict[str, np.ndarray]:
-        return {k: v.float().numpy() for k, v in system(torch.from_numpy(batch)).items()}
-
-    return network
 
 
 @dataclass

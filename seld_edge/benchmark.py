@@ -93,24 +93,19 @@ def bench_runtime(
 
         from training.checkpoint import load_checkpoint
         from training.frontend import FeatureExtractor
+        from training.predict import TorchModel
     except ImportError:
         yield "  pytorch eager                    (torch not installed: no reference run)"
     else:
         torch.set_num_threads(1)
         system, _ = load_checkpoint(checkpoint)
         twin = FeatureExtractor(config)
-
-        class Eager:
-            metadata = meta
-
-            @torch.inference_mode()
-            def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-                return {k: v.numpy() for k, v in system(torch.from_numpy(batch)).items()}
+        eager = TorchModel(system, meta)
 
         def eager_end_to_end() -> object:
             with torch.inference_mode():
                 features = twin(torch.from_numpy(audio)[None])[0].numpy()
-            return clip_events(Eager(), features)
+            return clip_events(eager, features)
 
         eager_s = time_call(eager_end_to_end)
         yield f"  pytorch eager (torch twin + nn)  {eager_s * 1e3:8.1f} ms  {seconds / eager_s:7.0f}x real time"

@@ -1,6 +1,7 @@
 """The fit loop end to end on tiny synthetic data: learning, checkpoints, resume, budget, DDP, predict."""
 
 import json
+import socket
 import subprocess
 import sys
 
@@ -100,8 +101,12 @@ def test_predict_then_eval_on_the_held_out_split(data, tmp_path, cli):
 def test_ddp_with_gloo_on_two_cpu_processes(data, tmp_path, budget):
     """Two ranks; with a time budget they must agree on when to stop (rank 0's clock) or one would hang."""
     epochs = "2" if not budget else "200"
+    with socket.socket() as probe:  # a free port: a fixed one can still be held by the previous run
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+         "--master_port", port,
          "-m", "training.fit", "--model", "seldnet", "--data", str(data), "--out", str(tmp_path / "ddp"),
          "--device", "cpu", "--epochs", epochs, *budget, *FAST],
         capture_output=True, text=True, timeout=180, check=False,

@@ -13,11 +13,22 @@ import torch
 from runtime.pipeline import run_files
 from seld_edge.errors import SeldEdgeError
 from seld_edge.formats import Event
-from seld_edge.inference import windowed_outputs
+from seld_edge.inference import Network, windowed_outputs
 from seld_edge.model_metadata import ModelMetadata
 from seld_edge.models import SeldSystem
 from seld_edge.postprocess import PostProcessing
 from training.checkpoint import checkpoint_metadata, load_checkpoint, resolve_checkpoint
+
+
+def torch_network(system: SeldSystem) -> Network:
+    """The system as a seld_edge.inference Network: numpy batch in, named numpy outputs out."""
+    device = next(system.parameters()).device
+
+    @torch.no_grad()
+    def network(batch: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: v.float().cpu().numpy() for k, v in system(torch.from_numpy(batch).to(device)).items()}
+
+    return network
 
 
 def clip_outputs(
@@ -32,14 +43,8 @@ def clip_outputs(
     per_label = config.frames_per_label(system.card.label_rate_hz)
     window = round(window_seconds * system.card.label_rate_hz) * per_label
     hop = max(per_label, round(hop_seconds * system.card.label_rate_hz) * per_label)
-    device = next(system.parameters()).device
-
-    @torch.no_grad()
-    def network(batch: np.ndarray) -> dict[str, np.ndarray]:
-        return {k: v.float().cpu().numpy() for k, v in system(torch.from_numpy(batch).to(device)).items()}
-
     fmt, classes = system.card.output_format, system.model_args["num_classes"]
-    return windowed_outputs(network, features, per_label, window, hop, fmt, classes, tta=tta)
+    return windowed_outputs(torch_network(system), features, per_label, window, hop, fmt, classes, tta=tta)
 
 
 def predict_events(
@@ -58,14 +63,11 @@ class TorchModel:
     """A SeldSystem behind the runtime's Model interface: metadata, and numpy batch -> named outputs."""
 
     def __init__(self, system: SeldSystem, metadata: ModelMetadata) -> None:
-        self.system = system
         self.metadata = metadata
-        self.device = next(system.parameters()).device
+        self._network = torch_network(system)
 
-    @torch.no_grad()
     def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = self.system(torch.from_numpy(batch).to(self.device))
-        return {k: v.float().cpu().numpy() for k, v in outputs.items()}
+        return self._network(batch)
 
 
 def predict_files(
