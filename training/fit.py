@@ -189,6 +189,7 @@ class Trainer:
         if self.main and self.config.tune_thresholds:
             self._tune_thresholds()
         if self.world > 1:
+            dist.barrier()  # ranks leave together: tearing gloo down under a busy rank 0 aborted rank 1
             dist.destroy_process_group()
         return {"best": self.best, "epochs": epoch, "last": scores, "minutes": self.elapsed / 60.0}
 
