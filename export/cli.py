@@ -26,6 +26,10 @@ def export_command(checkpoint: Path, out: Path, opset: int, strict: bool) -> Non
     TensorRT check are printed one per line; without --strict the file is written anyway (ONNX
     Runtime runs such graphs), with --strict an error (a graph TensorRT cannot build) stops the export.
     """
+    from seld_edge.errors import require
+
+    for module in ("torch", "onnx", "onnxscript"):
+        require(module, "export")
     from export.onnx_export import Exporter, ExportOptions, ExportResult
 
     options = ExportOptions(opset=opset, strict=strict)

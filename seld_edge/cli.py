@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from seld_edge import __version__
-from seld_edge.errors import USER_ERROR_EXIT_CODE, SeldEdgeError
+from seld_edge.errors import USER_ERROR_EXIT_CODE, SeldEdgeError, require
 from seld_edge.features import FEATURE_KINDS
 
 
@@ -138,6 +138,7 @@ def bench_scan_command(length: int) -> None:
 @main.command()
 def models() -> None:
     """The model zoo: name, parameter count, feature kind, output format."""
+    require("torch", "train")
     from seld_edge.models import create, list_models, model_card
 
     click.echo(f"{'name':<16}{'params':>12}  {'feature kind':<20}{'output format':<14}")
@@ -158,6 +159,7 @@ def predict(checkpoint: Path, audio: Path, out_dir: Path, tta: bool, device: str
 
     CHECKPOINT is a checkpoint (.json/.safetensors) or a training run folder (its best checkpoint).
     """
+    require("torch", "train")
     from training.predict import predict_files
 
     written = predict_files(checkpoint, audio, out_dir, tta=tta, device=device)
@@ -176,6 +178,7 @@ def parity(checkpoint: Path, model: Path, data: Path | None, metric: str, as_jso
     Without --data a generated scene is used and only outputs and features are compared; with
     --data the held-out clips also go end to end to DCASE events and scores (delta SELD).
     """
+    require("torch", "train")
     from export.parity import compare, data_clips, generated_clip
     from runtime.model import load_model
     from seld_edge.io import file_sha256

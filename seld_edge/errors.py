@@ -10,3 +10,15 @@ USER_ERROR_EXIT_CODE = 2
 
 class SeldEdgeError(Exception):
     """Bad input from the user; the message names the file and says what is wrong."""
+
+
+def require(module: str, extra: str) -> None:
+    """Refuse, in one line naming what to install, a command whose optional dependency is missing.
+
+    The plain install is the torch-free runtime; training, export and parity need the extras.
+    """
+    from importlib.util import find_spec
+
+    if find_spec(module) is None:
+        torch_first = "pip install torch==2.13.0 && " if extra in ("train", "export") else ""
+        raise SeldEdgeError(f"this command needs {module}: {torch_first}pip install 'seld-edge[{extra}]'")

@@ -40,3 +40,26 @@ def test_numpy_core_runs_with_torch_unimportable(tmp_path):
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "torch-free ok" in proc.stdout
+
+
+def test_commands_that_need_torch_say_what_to_install(tmp_path):
+    script = BLOCK_TORCH + textwrap.dedent(
+        """
+        import importlib.util
+        real_find_spec = importlib.util.find_spec
+        importlib.util.find_spec = lambda name, *a: None if name == "torch" else real_find_spec(name, *a)
+        from click.testing import CliRunner
+        from seld_edge.cli import main
+
+        for args in (["models"], ["predict", "ckpt", "audio", "-o", "out"], ["export", "ckpt", "-o", "m.onnx"],
+                     ["parity", "ckpt", "m.onnx"]):
+            result = CliRunner().invoke(main, args)
+            assert result.exit_code == 2, (args, result.output)
+            expected = "error: this command needs torch: pip install torch==2.13.0"
+            assert result.output.strip().startswith(expected), result.output
+        print("messages ok")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "messages ok" in proc.stdout
