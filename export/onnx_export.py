@@ -18,7 +18,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from difflib import get_close_matches
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -27,7 +26,7 @@ import torch
 from torch.export import Dim
 
 from export.graph_check import Finding, check_for_tensorrt, refuse_if_strict
-from seld_edge.errors import SeldEdgeError
+from seld_edge.errors import SeldEdgeError, unknown_name
 from seld_edge.io import atomic_write
 from seld_edge.model_metadata import INPUT_NAME, ModelMetadata
 from training.checkpoint import checkpoint_metadata, load_checkpoint, resolve_checkpoint
@@ -125,9 +124,7 @@ class Exporter:
 
     def __call__(self, fmt: str, out: str | Path) -> ExportResult:
         if fmt not in FORMATS:
-            close = get_close_matches(fmt, FORMATS, n=1)
-            hint = f"; did you mean {close[0]}?" if close else f"; known: {', '.join(FORMATS)}"
-            raise SeldEdgeError(f"unknown export format {fmt!r}{hint}")
+            raise unknown_name("export format", fmt, FORMATS)
         return getattr(self, FORMATS[fmt].method)(Path(out))
 
     def metadata(self) -> ModelMetadata:

@@ -5,11 +5,22 @@ malformed metadata, ...). Only the command line catches it, prints its message o
 with :data:`USER_ERROR_EXIT_CODE`; everything else is a bug and keeps its traceback.
 """
 
+from collections.abc import Iterable
+from difflib import get_close_matches
+
 USER_ERROR_EXIT_CODE = 2
 
 
 class SeldEdgeError(Exception):
     """Bad input from the user; the message names the file and says what is wrong."""
+
+
+def unknown_name(what: str, name: str, known: Iterable[str]) -> SeldEdgeError:
+    """The error for a name not among ``known``: the close matches, or else every known name."""
+    known = list(known)
+    close = get_close_matches(name, known, n=2)
+    hint = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(known)}"
+    return SeldEdgeError(f"unknown {what} {name!r}; {hint}")
 
 
 def require(module: str, extra: str) -> None:

@@ -142,7 +142,7 @@ def test_registry_round_trip_by_name(name: str) -> None:
 
 
 def test_unknown_format_name_suggests_the_close_one() -> None:
-    with pytest.raises(SeldEdgeError, match="did you mean 'multi_accdoa'"):
+    with pytest.raises(SeldEdgeError, match="did you mean multi_accdoa"):
         get_output_format("multi-accdoa")
 
 

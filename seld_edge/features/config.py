@@ -7,10 +7,9 @@ computes the same features without any per-model code.
 
 import json
 from dataclasses import asdict, dataclass, fields, replace
-from difflib import get_close_matches
 from typing import Any
 
-from seld_edge.errors import SeldEdgeError
+from seld_edge.errors import SeldEdgeError, unknown_name
 
 IV_NORMS = ("energy", "l2")
 
@@ -106,7 +105,5 @@ FEATURE_KINDS: dict[str, FeatureConfig] = {
 def feature_config(kind: str, **overrides: Any) -> FeatureConfig:
     """The config of a named feature kind, with optional field overrides."""
     if kind not in FEATURE_KINDS:
-        close = get_close_matches(kind, FEATURE_KINDS, n=2)
-        hint = f"; did you mean {' or '.join(close)}?" if close else f"; known: {', '.join(FEATURE_KINDS)}"
-        raise SeldEdgeError(f"unknown feature kind {kind!r}{hint}")
+        raise unknown_name("feature kind", kind, FEATURE_KINDS)
     return replace(FEATURE_KINDS[kind], **overrides)

@@ -36,12 +36,11 @@ events of a class depend on that class's threshold only, which is what lets
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from difflib import get_close_matches
 from itertools import groupby
 
 import numpy as np
 
-from seld_edge.errors import SeldEdgeError
+from seld_edge.errors import SeldEdgeError, unknown_name
 from seld_edge.formats.dcase_csv import Event
 from seld_edge.geometry import angular_distance_deg, polar_to_unit, unit_to_polar
 
@@ -414,9 +413,6 @@ OUTPUT_FORMATS: dict[str, OutputFormat] = {
 
 def get_output_format(name: str) -> OutputFormat:
     """The format called name; an unknown name (e.g. from a model file's metadata) is a user error."""
-    try:
-        return OUTPUT_FORMATS[name]
-    except KeyError:
-        close = get_close_matches(name, OUTPUT_FORMATS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise SeldEdgeError(f"unknown output format {name!r} (known: {', '.join(OUTPUT_FORMATS)}){hint}") from None
+    if name not in OUTPUT_FORMATS:
+        raise unknown_name("output format", name, OUTPUT_FORMATS)
+    return OUTPUT_FORMATS[name]

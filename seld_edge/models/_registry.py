@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from seld_edge.errors import SeldEdgeError
+from seld_edge.errors import SeldEdgeError, unknown_name
 from seld_edge.features import FeatureConfig, feature_config
 from seld_edge.formats.labels import get_output_format
 
@@ -55,9 +55,7 @@ def register_model(name: str, card: ModelCard) -> Callable[[M], M]:
 
 def _lookup(name: str) -> tuple[type[nn.Module], ModelCard]:
     if name not in _MODELS:
-        close = get_close_matches(name, _MODELS, n=3)
-        hint = f"; did you mean {' or '.join(close)}?" if close else f"; known: {', '.join(sorted(_MODELS))}"
-        raise SeldEdgeError(f"unknown model {name!r}{hint}")
+        raise unknown_name("model", name, sorted(_MODELS))
     return _MODELS[name]
 
 
