@@ -9,7 +9,7 @@ Three comparisons, reported like Polygraphy (max / p99 absolute and relative err
   detections.
 """
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,17 +17,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from runtime.pipeline import Model, clip_events, window_and_hop
 from seld_edge.features import compute_features
 from seld_edge.formats import Event, find_clips, read_events
-from seld_edge.inference import windowed_outputs
 from seld_edge.metrics import evaluate
 from seld_edge.model_metadata import ModelMetadata
 from seld_edge.models import SeldSystem
 from seld_edge.synth import generate_scene
 from training.frontend import FeatureExtractor
-from training.predict import torch_network
+from training.predict import TorchModel
 
-Network = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 REL_EPS = 1e-6  # relative errors of outputs near zero are measured against this floor
 
 
@@ -79,15 +78,19 @@ def data_clips(data_dir: Path, meta: ModelMetadata, split: str = "test") -> list
 
 def compare(
     system: SeldSystem,
-    runtime: Network,
-    meta: ModelMetadata,
+    runtime: Model,
     clips: Sequence[ParityClip],
     metric: str = "dcase2023",
 ) -> dict[str, Any]:
-    """The parity report (design.md's --json keys). delta_seld is None without reference events."""
-    config, per_label = meta.feature_config, meta.frames_per_label
-    hop = max(per_label, meta.window_frames // 2 // per_label * per_label)
-    reference_net = torch_network(system)
+    """The parity report (design.md's --json keys). delta_seld is None without reference events.
+
+    End to end, both sides run the runtime's offline pipeline (runtime.pipeline.clip_events): same
+    windows, averaging and post-processing as `seld-edge run` and `seld-edge predict`.
+    """
+    meta = runtime.metadata
+    config = meta.feature_config
+    _, hop = window_and_hop(meta)
+    pytorch = TorchModel(system, meta)
     twin = FeatureExtractor(config)
     per_output: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {name: [] for name in meta.output_names}
     feature_error = 0.0
@@ -98,16 +101,13 @@ def compare(
             twin_features = twin(torch.from_numpy(clip.audio)[None])[0].numpy()
         feature_error = max(feature_error, float(np.abs(twin_features - features).max()))
         windows = _windows(features, meta.window_frames, hop)
-        torch_out, runtime_out = reference_net(windows), runtime(windows)
+        torch_out, runtime_out = pytorch(windows), runtime(windows)
         for name in meta.output_names:
             per_output[name].append((torch_out[name], np.asarray(runtime_out[name])))
         if clip.reference is None:
             continue
-        args = (per_label, meta.window_frames, hop, meta.output_format, meta.num_classes)
-        events_torch = meta.postprocess.to_events(windowed_outputs(reference_net, twin_features, *args),
-                                                  meta.output_format, meta.num_classes)  # fmt: skip
-        events_runtime = meta.postprocess.to_events(windowed_outputs(runtime, features, *args),
-                                                    meta.output_format, meta.num_classes)  # fmt: skip
+        events_torch = clip_events(pytorch, twin_features)
+        events_runtime = clip_events(runtime, features)
         differing += len(_keys(events_torch) ^ _keys(events_runtime))
         pairs_torch.append((clip.reference, events_torch))
         pairs_runtime.append((clip.reference, events_runtime))

@@ -194,7 +194,7 @@ def parity(checkpoint: Path, model: Path, data: Path | None, metric: str, as_jso
     clips = data_clips(data, meta) if data is not None else [generated_clip(meta)]
     if not clips:
         raise SeldEdgeError(f"{data}: no labelled held-out (test) clips to compare on")
-    report = compare(system, runtime, meta, clips, metric)
+    report = compare(system, runtime, clips, metric)
     if as_json:
         click.echo(json.dumps(report))
         return
