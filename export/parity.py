@@ -23,7 +23,7 @@ from seld_edge.formats import Event, find_clips, read_events
 from seld_edge.metrics import evaluate
 from seld_edge.model_metadata import ModelMetadata
 from seld_edge.models import SeldSystem
-from seld_edge.synth import generate_scene
+from seld_edge.synth import scene_audio
 from training.frontend import FeatureExtractor
 from training.predict import TorchModel
 
@@ -56,11 +56,7 @@ def generated_clip(meta: ModelMetadata, seconds: float = 10.0, seed: int = 0) ->
 
     Its labels are not used: without a data set, parity compares outputs and features only.
     """
-    from seld_edge.audio import foa_to_stereo
-
-    foa, _ = generate_scene(seconds, np.random.default_rng(seed))
-    audio = foa if meta.feature_config.in_channels == 4 else foa_to_stereo(foa)
-    return ParityClip("generated", audio, None)
+    return ParityClip("generated", scene_audio(meta.feature_config.in_channels, seconds, seed), None)
 
 
 def data_clips(data_dir: Path, meta: ModelMetadata, split: str = "test") -> list[ParityClip]:

@@ -77,14 +77,12 @@ def bench_runtime(
     from runtime.model import load_model
     from runtime.pipeline import clip_events
     from runtime.stream import LatencyStats, StreamingSeld
-    from seld_edge.audio import foa_to_stereo
-    from seld_edge.synth import generate_scene
+    from seld_edge.synth import scene_audio
 
     cpu = pin_to_one_core()
     model = load_model(model_path, threads=1)
     meta, config = model.metadata, model.metadata.feature_config
-    foa, _ = generate_scene(seconds, np.random.default_rng(0))
-    audio = foa if config.in_channels == 4 else foa_to_stereo(foa)
+    audio = scene_audio(config.in_channels, seconds)
     runtime_s = time_call(lambda: clip_events(model, compute_features(audio, config)))
     yield f"runtime {meta.model}: {seconds:.0f} s clip, audio -> events, on cpu {cpu}"
     yield f"  runtime (numpy + ONNX Runtime)   {runtime_s * 1e3:8.1f} ms  {seconds / runtime_s:7.0f}x real time"

@@ -14,6 +14,7 @@ from seld_edge.synth.scene import (
     label_events,
     place_events,
     render_scene,
+    scene_audio,
 )
 from seld_edge.synth.spatial import Room, sample_room
 
@@ -28,5 +29,6 @@ __all__ = [
     "place_events",
     "render_scene",
     "sample_room",
+    "scene_audio",
     "stereo_labels",
 ]

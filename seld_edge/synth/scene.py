@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from seld_edge.audio import foa_to_stereo
 from seld_edge.errors import SeldEdgeError
 from seld_edge.formats.classes import NUM_CLASSES
 from seld_edge.formats.dcase_csv import Event
@@ -197,3 +198,12 @@ def render_scene(
 
 def _wrap_degrees(angle: np.ndarray) -> np.ndarray:
     return (angle + 180.0) % 360.0 - 180.0
+
+
+def scene_audio(in_channels: int, seconds: float, seed: int = 0) -> np.ndarray:
+    """A generated scene's audio as a model takes it: FOA, or stereo (L = W + Y, R = W - Y) for 2 channels.
+
+    For benchmarks and parity runs, which need realistic audio but not its labels.
+    """
+    foa, _ = generate_scene(seconds, np.random.default_rng(seed))
+    return foa if in_channels == 4 else foa_to_stereo(foa)
