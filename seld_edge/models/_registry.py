@@ -31,10 +31,6 @@ class ModelCard:
     def feature_config(self) -> FeatureConfig:
         return feature_config(self.feature_kind)
 
-    @property
-    def in_channels(self) -> int:
-        return self.feature_config().out_channels
-
 
 _MODELS: dict[str, tuple[type[nn.Module], ModelCard]] = {}
 M = TypeVar("M", bound=type[nn.Module])
