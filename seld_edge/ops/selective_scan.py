@@ -9,9 +9,9 @@ and ``y *= silu(z)`` when z is given. State and sums are kept in fp32 (fp64 for 
 gradcheck works) whatever the input dtype; y comes back in u's dtype.
 
 - ``reference``: the loop over time, written as mamba-ssm's ``selective_scan_ref``; the definition.
-- ``chunked``: the same sums in parallel inside chunks of time (cumsum, masked exp, matmul) with the
-  state carried from chunk to chunk; for CPU and for ONNX export (no data-dependent control flow,
-  CumSum over a constant axis, no Loop node once traced).
+- ``chunked``: the same recurrence as whole-tensor steps: a few steps at a time inside chunks of
+  time, every chunk at once, the state carried across chunks by the same method one level up and by
+  log-depth doubling at the top; for CPU and GPU training, and written in ONNX ops for export.
 - ``cuda``: mamba-ssm's fused kernel when it is installed and the tensors are on a GPU.
 """
 
@@ -23,12 +23,13 @@ import torch.nn.functional as F
 
 from seld_edge.errors import SeldEdgeError
 
-# The masked decay matrix is (D, N, K, K) per chunk, so the work grows as L * K: on one CPU core
-# (D 64, N 16, G 4, L 6400) K = 8 / 16 / 32 / 64 / 128 took 0.16 / 0.28 / 0.67 / 1.47 / 7.2 s.
-# The smallest chunk is the fastest here; an export may pick a larger one to keep the graph small.
+# Steps per chunk and levels of chunking (chunks of chunks) before the doubling scan; on one CPU core at
+# (D 128, N 16, G 4, L 6400) K = 4 / 8 / 16 took 100 / 54 / 70 ms with one level.
 CHUNK_SIZE = 8
+CHUNK_LEVELS = 2
 
 IMPLS = ("auto", "reference", "chunked", "cuda")
+
 
 ScanResult = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -125,6 +126,53 @@ def selective_scan_reference(
     return (y, x) if return_last_state else y
 
 
+def _shift_in(x: torch.Tensor, steps: int, fill: float) -> torch.Tensor:
+    """x moved ``steps`` places later along dim 0, the first rows set to ``fill`` (any steps, even > len)."""
+    length = x.shape[0]
+    steps = min(steps, length)
+    return torch.cat([x.new_full((steps, *x.shape[1:]), fill), x[: length - steps]])
+
+
+def _doubling_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """All x_t of x_t = a_t x_(t-1) + b_t along dim 0 from x_(-1) = 0, in log2(length) whole-tensor steps.
+
+    After step j every (a_t, b_t) holds the composition of the last 2^j steps ending at t (Hillis and
+    Steele), so no product of more than 2^j decays is ever formed and nothing overflows.
+    """
+    n_steps = max(a.shape[0] - 1, 0).bit_length()
+    for j in range(n_steps):
+        b = b + a * _shift_in(b, 2**j, 0.0)
+        if j < n_steps - 1:
+            a = a * _shift_in(a, 2**j, 1.0)
+    return b
+
+
+def _chunked_linear_scan(a: torch.Tensor, b: torch.Tensor, chunk: int, levels: int) -> torch.Tensor:
+    """All x_t of x_t = a_t x_(t-1) + b_t along dim 0 from x_(-1) = 0, time cut in chunks of ``chunk`` steps.
+
+    The chunk's steps run one after another (``chunk`` whole-tensor steps, every chunk at once) from a
+    zero state, keeping the running product of the decays; the states at the chunk ends then form the
+    same recurrence, one step per chunk, solved the same way ``levels - 1`` more times and by doubling
+    at the top; finally each chunk adds its entering state times the running decay. The padding
+    steps (a = 1, b = 0) leave the state as it was, so the last row is the true last state.
+    """
+    if levels == 0:
+        return _doubling_scan(a, b)
+    length, rest = a.shape[0], a.shape[1:]
+    n_chunks = (length + chunk - 1) // chunk
+    pad = n_chunks * chunk - length
+    a = torch.cat([a, a.new_ones((pad, *rest))]).view(n_chunks, chunk, *rest)
+    b = torch.cat([b, b.new_zeros((pad, *rest))]).view(n_chunks, chunk, *rest)
+    states, decays = [b[:, 0]], [a[:, 0]]
+    for k in range(1, chunk):
+        states.append(a[:, k] * states[-1] + b[:, k])
+        decays.append(a[:, k] * decays[-1])
+    ends = _chunked_linear_scan(decays[-1], states[-1], chunk, levels - 1)
+    entering = _shift_in(ends, 1, 0.0)
+    x = torch.stack([s + d * entering for s, d in zip(states, decays, strict=True)], dim=1)
+    return x.view(n_chunks * chunk, *rest)[:length]
+
+
 def selective_scan_chunked(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -138,15 +186,13 @@ def selective_scan_chunked(
     return_last_state: bool = False,
     chunk_size: int = CHUNK_SIZE,
 ) -> ScanResult:
-    """The scan as matrix products inside chunks of ``chunk_size`` steps, the state carried between chunks.
+    """The scan as whole-tensor steps over chunks of ``chunk_size`` time steps, all chunks at once.
 
-    Inside a chunk, with S_t the cumulative sum of delta up to and including step t, the decay from
-    step s to step t >= s is exp(A (S_t - S_s)): the exponent is never positive (A < 0, delta >= 0),
-    so it neither overflows nor loses the small terms, unlike exp(A S_t) * exp(-A S_s). Entries with
-    s > t are set to -inf before the exp, so they are exactly 0 and carry no gradient. The state
-    entering the chunk decays by exp(A S_t). Time is zero-padded to whole chunks: a padded step has
-    delta = 0, so it neither decays nor drives the state, and the last state is the true one.
-    Only shapes steer the Python control flow, so the function traces for export.
+    The recurrence is first-order linear in the state, x_t = a_t x_(t-1) + b_t with a_t =
+    exp(delta_t A) <= 1 and b_t = delta_t B_t u_t per (channel, state) pair, so it is solved by
+    ``_chunked_linear_scan`` over time-major tensors (each step a contiguous slice). Decays are only
+    ever multiplied, never divided, so long sequences cannot overflow where exp(cumsum(delta A)) and
+    its inverse would. export/selective_scan_onnx.py writes the same computation in ONNX ops.
     """
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     if chunk_size < 1:
@@ -155,32 +201,35 @@ def selective_scan_chunked(
     batch, dim, length = u.shape
     groups, d_state = B.shape[1], A.shape[1]
     per_group = dim // groups
-    chunk = min(chunk_size, length)
-    n_chunks = -(-length // chunk)
-    pad = n_chunks * chunk - length
+    n_chunks = (length + chunk_size - 1) // chunk_size
+    pad = n_chunks * chunk_size - length
 
-    delta_p = F.pad(_prepare_delta(delta, delta_bias, delta_softplus, dtype), (0, pad))
-    delta_p = delta_p.view(batch, groups, per_group, n_chunks * chunk)
-    drive = delta_p * F.pad(u.to(dtype), (0, pad)).view(batch, groups, per_group, n_chunks * chunk)
-    B_p = F.pad(B.to(dtype), (0, pad))[:, :, None]  # (batch, G, 1, N, L'): shared by a group's channels
-    C_p = F.pad(C.to(dtype), (0, pad))[:, :, None]
-    A_g = A.to(dtype).view(groups, per_group, d_state, 1)
-    future = ~torch.ones(chunk, chunk, dtype=torch.bool, device=u.device).tril()  # s > t
+    def chunked_time_major(t: torch.Tensor, *shape: int) -> torch.Tensor:
+        """(*shape, L) -> (chunk step k, chunk c, *shape), zero-padded: each step's slice is contiguous."""
+        t = torch.cat([t.to(dtype).reshape(*shape, length), t.new_zeros((*shape, pad), dtype=dtype)], dim=-1)
+        return t.view(*shape, n_chunks, chunk_size).permute(-1, -2, *range(len(shape))).contiguous()
 
-    x = u.new_zeros((batch, groups, per_group, d_state), dtype=dtype)
-    ys = []
-    for c in range(n_chunks):
-        steps = slice(c * chunk, (c + 1) * chunk)
-        cum = torch.cumsum(delta_p[..., steps], dim=-1)  # (batch, G, H, K)
-        gap = (cum[..., :, None] - cum[..., None, :])[:, :, :, None]  # (batch, G, H, 1, t, s)
-        decay = torch.exp((gap * A_g[..., None]).masked_fill(future, float("-inf")))  # (batch, G, H, N, t, s)
-        drive_n = drive[..., None, steps] * B_p[..., steps]  # (batch, G, H, N, s)
-        states = (decay @ drive_n[..., None]).squeeze(-1) + torch.exp(A_g * cum[:, :, :, None]) * x[..., None]
-        ys.append((states * C_p[..., steps]).sum(dim=3))  # (batch, G, H, K)
-        x = states[..., -1]
-    y = torch.cat(ys, dim=-1).reshape(batch, dim, n_chunks * chunk)[..., :length]
+    # A padded step has delta = 0: decay 1 and no drive, so it leaves the state as it was. The state is
+    # laid out (..., G, N, H): the channels of a group innermost, so the broadcasts run over them.
+    delta = _prepare_delta(delta, delta_bias, delta_softplus, dtype)
+    dt = chunked_time_major(delta, batch, groups, per_group)[:, :, :, :, None]  # (K, n, batch, G, 1, H)
+    du = dt * chunked_time_major(u, batch, groups, per_group)[:, :, :, :, None]
+    B_t = chunked_time_major(B, batch, groups, d_state)[..., None]  # (K, n, batch, G, N, 1)
+    C_t = chunked_time_major(C, batch, groups, d_state)[..., None]
+    A_g = A.to(dtype).view(groups, per_group, d_state).transpose(1, 2)  # (G, N, H)
+    # Inside a chunk, from a zero state: the states, and the decay since the chunk began,
+    # exp(A * cumsum(delta)), whose exponent is never positive.
+    since_start = torch.exp(torch.cumsum(dt, dim=0) * A_g)  # (K, n, batch, G, N, H)
+    states = [du[0] * B_t[0]]
+    for k in range(1, chunk_size):
+        states.append(torch.exp(dt[k] * A_g) * states[-1] + du[k] * B_t[k])
+    # The state at each chunk's end, once the earlier chunks are carried in, then the one entering it.
+    ends = _chunked_linear_scan(since_start[-1], states[-1], chunk_size, CHUNK_LEVELS - 1)
+    entering = _shift_in(ends, 1, 0.0)
+    y = torch.stack([((s + since_start[k] * entering) * C_t[k]).sum(-2) for k, s in enumerate(states)], dim=1)
+    y = y.view(n_chunks * chunk_size, batch, dim)[:length].permute(1, 2, 0)
     y = _finish(y, u, D, z, dtype)
-    return (y, x.reshape(batch, dim, d_state)) if return_last_state else y
+    return (y, ends[-1].transpose(-1, -2).reshape(batch, dim, d_state)) if return_last_state else y
 
 
 @cache
@@ -191,6 +240,38 @@ def _mamba_selective_scan_fn() -> Callable[..., ScanResult] | None:
     except ImportError:
         return None
     return selective_scan_fn
+
+
+@torch.library.custom_op("seld_edge::selective_scan", mutates_args=())
+def _scan_node(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None,
+    z: torch.Tensor | None,
+    delta_bias: torch.Tensor | None,
+    delta_softplus: bool,
+) -> torch.Tensor:
+    """The scan as one opaque node, for export only: torch.export records it without tracing through
+    the chunked form, and export/selective_scan_onnx.py translates it into ONNX (either flavour)."""
+    return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+@_scan_node.register_fake
+def _scan_node_shape(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None,
+    z: torch.Tensor | None,
+    delta_bias: torch.Tensor | None,
+    delta_softplus: bool,
+) -> torch.Tensor:
+    return torch.empty_like(u)
 
 
 def selective_scan(
@@ -215,6 +296,13 @@ def selective_scan(
     """
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {', '.join(IMPLS)}, got {impl!r}")
+    if torch.compiler.is_exporting():
+        # One node for the exporter to translate, instead of hundreds of traced ops: tracing the chunked
+        # form with a symbolic length took most of a two-minute FFMamba export, in sympy.
+        _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+        if return_last_state:
+            raise SeldEdgeError("an exported selective scan returns y only, not the last state")
+        return _scan_node(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     if impl == "reference":
         return selective_scan_reference(*args)
