@@ -25,23 +25,39 @@ def test_every_model_runs_and_every_parameter_gets_a_gradient(name):
     card = model_card(name)
     config = card.feature_config()
     model = create(name)
-    features = torch.randn(2, config.out_channels, 50, config.n_bins)
+    frames_per_label = config.frames_per_label(card.label_rate_hz)
+    features = torch.randn(2, config.out_channels, 10 * frames_per_label, config.n_bins)
     out = model(features)
-    assert torch.isfinite(out).all()
-    assert out.shape[:2] == (2, 10), "one output frame per 100 ms label (5 feature frames)"
-    get_output_format(card.output_format)
-    out.square().mean().backward()
+    outputs = (out,) if isinstance(out, torch.Tensor) else tuple(out)
+    assert len(outputs) == len(get_output_format(card.output_format).outputs)
+    for tensor in outputs:
+        assert torch.isfinite(tensor).all()
+        assert tensor.shape[:2] == (2, 10), "one output frame per 100 ms label"
+    sum(t.square().mean() for t in outputs).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing
 
 
-def test_seldnet_batch_items_are_independent_in_eval_mode():
-    model = create("seldnet").eval()
-    features = torch.randn(3, 7, 50, 64)
+@pytest.mark.parametrize("name", list_models())
+def test_batch_items_are_independent_in_eval_mode(name):
+    card = model_card(name)
+    config = card.feature_config()
+    model = create(name).eval()
+    features = torch.randn(3, config.out_channels, 10 * config.frames_per_label(card.label_rate_hz), config.n_bins)
     with torch.no_grad():
         batched = model(features)
         single = model(features[1:2])
-    torch.testing.assert_close(batched[1:2], single, rtol=1e-4, atol=1e-5)
+    batched = (batched,) if isinstance(batched, torch.Tensor) else batched
+    single = (single,) if isinstance(single, torch.Tensor) else single
+    for b, s in zip(batched, single, strict=True):
+        torch.testing.assert_close(b[1:2], s, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("name", "published"), [("ffmamba", 2.66e6), ("vmamba_seld", 2.12e6)])
+def test_mamba_models_have_the_documented_size(name, published):
+    count = n_params(create(name))
+    print(f"{name}: {count} parameters")
+    assert abs(count - published) / published < 0.01
 
 
 def test_unknown_names_and_settings_get_suggestions():

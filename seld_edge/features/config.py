@@ -97,6 +97,8 @@ FEATURE_KINDS: dict[str, FeatureConfig] = {
     "foa_linspec_iv": FeatureConfig(
         "foa_linspec_iv", n_fft=512, win_length=512, hop_length=300, n_mels=None, top_db=None, iv_norm="l2",
     ),
+    # FFMamba: Hann window 512 = nfft, hop 300, 128 mels; 4 log-mel + 3 IV, 7 x T x 128 (80 frames/s).
+    "foa_logmel_iv_512": FeatureConfig("foa_logmel_iv_512", n_fft=512, win_length=512, hop_length=300, n_mels=128),
     # DCASE 2025 stereo: 40 ms window, 20 ms hop, nfft 1024, 64 mels; 2 x 251 x 64 for 5 s.
     "stereo_logmel": FeatureConfig("stereo_logmel", in_channels=2, iv_norm=None, crop_frames=False),
 }  # fmt: skip
