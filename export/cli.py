@@ -18,7 +18,15 @@ import click
     is_flag=True,
     help="Write nothing and exit 2 if the TensorRT 10.3 check finds anything, errors and warnings alike.",
 )
-def export_command(checkpoint: Path, out: Path, opset: int, strict: bool) -> None:
+@click.option(
+    "--scan",
+    type=click.Choice(["onnx", "plugin"]),
+    default="onnx",
+    show_default=True,
+    help="Mamba selective scans as standard ONNX ops (ONNX Runtime, TensorRT) or as one SelectiveScan "
+    "node each for the TensorRT plugin (export/plugins/selective_scan/README.md).",
+)
+def export_command(checkpoint: Path, out: Path, opset: int, strict: bool, scan: str) -> None:
     """Export CHECKPOINT to one self-contained ONNX file with its metadata, checked for TensorRT 10.3.
 
     CHECKPOINT is a checkpoint (.json/.safetensors) or a training run folder (its best checkpoint).
@@ -32,7 +40,7 @@ def export_command(checkpoint: Path, out: Path, opset: int, strict: bool) -> Non
         require(module, "export")
     from export.onnx_export import Exporter, ExportOptions, ExportResult
 
-    options = ExportOptions(opset=opset, strict=strict)
+    options = ExportOptions(opset=opset, strict=strict, scan=scan)
     result = Exporter(checkpoint, options, log=lambda line: click.echo(line, err=True))("onnx", out)
     click.echo(ExportResult.HEADER)
     click.echo(result.row)

@@ -26,6 +26,7 @@ import torch
 from torch.export import Dim
 
 from export.graph_check import Finding, check_for_tensorrt, refuse_if_strict
+from export.selective_scan_onnx import SCAN_FLAVOURS, translation_table
 from seld_edge.errors import SeldEdgeError, unknown_name
 from seld_edge.io import atomic_write
 from seld_edge.model_metadata import INPUT_NAME, ModelMetadata
@@ -56,12 +57,15 @@ class ExportOptions:
     trt_version: str = "10.3"  # the TensorRT whose ONNX parser the graph is checked against
     min_seconds: float = 1.0  # shortest clip the graph accepts
     max_seconds: float = 60.0  # longest clip the graph accepts
+    scan: str = "onnx"  # selective scans as standard ONNX ops, or as TensorRT plugin nodes ("plugin")
 
     def __post_init__(self) -> None:
         if self.opset not in OPSETS:
             raise SeldEdgeError(f"opset {self.opset} is not supported; use {OPSETS.start}-{OPSETS.stop - 1}")
         if not 0 < self.min_seconds <= self.max_seconds:
             raise SeldEdgeError(f"clip lengths must satisfy 0 < min ({self.min_seconds}) <= max ({self.max_seconds})")
+        if self.scan not in SCAN_FLAVOURS:
+            raise unknown_name("scan flavour", self.scan, SCAN_FLAVOURS)
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,7 @@ class Exporter:
                 external_data=False,
                 optimize=True,
                 verbose=False,
+                custom_translation_table=translation_table(self.options.scan),
             )
         model = program.model_proto
         onnx.helper.set_model_props(model, meta.to_props())

@@ -42,3 +42,23 @@ BLOCK_TORCH = textwrap.dedent(
     sys.meta_path.insert(0, BlockTorch())
     """
 )
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory):
+    """Every registered model exported once per session through the command line, with a random-weight
+    checkpoint: name -> (system, checkpoint meta, run folder, model file, export output). The Mamba
+    models take about a minute each to export on one core, so the export and parity tests share them."""
+    from seld_edge.cli import main
+    from seld_edge.models import list_models
+    from tests.test_export import make_checkpoint
+
+    done = {}
+    for name in list_models():
+        root = tmp_path_factory.mktemp(name)
+        system, meta = make_checkpoint(root / "run" / "best", name)
+        model = root / "out" / f"{name}.onnx"
+        result = CliRunner().invoke(main, ["export", str(root / "run"), "-o", str(model)])
+        assert result.exit_code == 0, result.output
+        done[name] = (system, meta, root / "run", model, result.output)
+    return done

@@ -14,7 +14,6 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from click.testing import CliRunner  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
 from export.graph_check import Finding, check_for_tensorrt, refuse_if_strict  # noqa: E402
@@ -53,20 +52,6 @@ def make_checkpoint(stem: Path, name: str) -> tuple[SeldSystem, dict]:
     return system, json.loads(stem.with_suffix(".json").read_text())
 
 
-@pytest.fixture(scope="module")
-def exports(tmp_path_factory) -> dict[str, tuple[SeldSystem, dict, Path, str]]:
-    """Every registered model exported once through the command line: (system, meta, model file, output)."""
-    done = {}
-    for name in list_models():
-        root = tmp_path_factory.mktemp(name)
-        system, meta = make_checkpoint(root / "run" / "best", name)
-        model = root / "out" / f"{name}.onnx"
-        result = CliRunner().invoke(main, ["export", str(root / "run"), "-o", str(model)])
-        assert result.exit_code == 0, result.output
-        done[name] = (system, meta, model, result.output)
-    return done
-
-
 def clip_frames(name: str, seconds: float) -> int:
     card = model_card(name)
     return round(seconds * card.label_rate_hz) * card.feature_config().frames_per_label(card.label_rate_hz)
@@ -74,7 +59,7 @@ def clip_frames(name: str, seconds: float) -> int:
 
 @pytest.mark.parametrize("name", list_models())
 def test_one_graph_matches_pytorch_from_1_to_60_seconds(exports, name):
-    system, _, model, _ = exports[name]
+    system, _, _, model, _ = exports[name]
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     config = model_card(name).feature_config()
     rng = np.random.default_rng(1)
@@ -102,7 +87,7 @@ def test_one_graph_matches_pytorch_from_1_to_60_seconds(exports, name):
 
 @pytest.mark.parametrize("name", list_models())
 def test_export_is_one_file_with_the_metadata_contract(exports, name):
-    system, meta, model, output = exports[name]
+    system, meta, _, model, output = exports[name]
     assert sorted(p.name for p in model.parent.iterdir()) == [model.name], "no .data file, no temporary left"
     proto = onnx.load(model)
     assert next(o.version for o in proto.opset_import if o.domain == "") == 18

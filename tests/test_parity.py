@@ -30,11 +30,9 @@ def test_error_stats_by_hand():
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_every_model_matches_pytorch_on_a_generated_scene(name, tmp_path, cli):
-    make_checkpoint(tmp_path / "best", name)
-    model = tmp_path / f"{name}.onnx"
-    assert cli.invoke(main, ["export", str(tmp_path), "-o", str(model)]).exit_code == 0
-    result = cli.invoke(main, ["parity", str(tmp_path), str(model), "--json"])
+def test_every_model_matches_pytorch_on_a_generated_scene(name, exports, cli):
+    _, _, run, model, _ = exports[name]
+    result = cli.invoke(main, ["parity", str(run), str(model), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     print(f"{name}: max abs {report['max_abs_error']:.2e}, p99 {report['p99_abs_error']:.2e}, "
