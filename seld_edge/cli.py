@@ -126,12 +126,14 @@ def bench_runtime_command(model_path: Path | None, checkpoint: Path | None, seco
 
 
 @bench.command("scan")
-@click.option("--length", type=click.IntRange(min=1), default=6400, show_default=True, help="Sequence length L.")
-def bench_scan_command(length: int) -> None:
-    """Time the chunked selective scan against the sequential reference on one CPU core."""
+@click.option("--length", type=click.IntRange(min=1), default=None, help="Scan length L (default: a 5 s first stage).")
+@click.option("--no-model", is_flag=True, help="Skip exporting and timing the whole FFMamba (about a minute).")
+def bench_scan_command(length: int | None, no_model: bool) -> None:
+    """Selective scan and FFMamba on one core: chunked vs sequential, ONNX flavour, 5 s clip latency."""
+    require("torch", "train")
     from seld_edge.ops.bench import bench_selective_scan
 
-    for line in bench_selective_scan(length=length):
+    for line in bench_selective_scan(length=length, with_model=not no_model):
         click.echo(line)
 
 

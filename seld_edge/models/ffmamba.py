@@ -44,10 +44,10 @@ _DEFAULTS = {
     "fc_size": 128,
     "dropout": 0.05,
 }
-# The paper: Adam 3e-4 decayed linearly to 1e-4 over 32 epochs, batch 60; channel swap, random crop
-# (the training chunks) and frequency shift.
+# The paper: Adam 3e-4 decayed linearly to 1e-4 over 32 epochs, batch 60; channel swap (for FOA, the 16
+# channel swaps/sign flips of foa_rotation), random crop (the training chunks) and frequency shift.
 _TRAINING = {"optimizer": "adam", "lr": 3e-4, "batch_size": 60}
-_AUGMENT = {"channel_swap": True, "freq_shift": True}
+_AUGMENT = {"foa_rotation": True, "freq_shift": True}
 
 
 class FFMamba(nn.Module):

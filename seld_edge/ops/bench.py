@@ -1,43 +1,121 @@
-"""Benchmark of the selective scan: the chunked form against the sequential reference, one CPU core.
+"""Benchmarks of the selective scan and of FFMamba, one CPU core, ratios against a reference run.
 
-A 5 s FFMamba clip (24 kHz, hop 300) has about 400 frames of 128 mel bins, so its first stage scans
-T * F positions, ~51k, in each of four directions. The default length 6400 is an eighth of that: the
-ratio does not depend on the length (both forms are linear in it) and the reference stays short.
+1. The chunked scan against the sequential reference in PyTorch, at FFMamba's first-stage shape: a
+   5 s clip is 400 frames x 32 pooled mel bins = 12,800 positions, D = 4 directions x d_inner.
+2. The same scan exported in the ``onnx`` flavour: graph size, ONNX Runtime against the PyTorch
+   chunked form.
+3. FFMamba (random weights, exported in the ``onnx`` flavour) on a 5 s clip through the runtime,
+   audio to events, against real time and against PyTorch eager.
 """
 
+import tempfile
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from seld_edge.benchmark import pin_to_one_core, time_call
+from seld_edge.models import model_card
 from seld_edge.ops.selective_scan import CHUNK_SIZE, selective_scan_chunked, selective_scan_reference
+from seld_edge.process import keep_freed_memory
+
+CLIP_SECONDS = 5.0
 
 
-def bench_selective_scan(
-    batch: int = 1,
-    d_inner: int = 64,
-    d_state: int = 16,
-    groups: int = 4,
-    length: int = 6400,
-    chunk_size: int = CHUNK_SIZE,
-) -> Iterator[str]:
-    """Yield report lines: median time of each form (warm-up first) and the chunked speed-up."""
+def ffmamba_first_stage() -> dict[str, int]:
+    """The scan shape of FFMamba's first stage for a 5 s clip, from its model card."""
+    card = model_card("ffmamba")
+    args, config = card.defaults, card.feature_config()
+    d_inner = int(args["ssm_ratio"] * args["stem_channels"])
+    frames = round(CLIP_SECONDS * config.sample_rate / config.hop_length)
+    return {
+        "dim": 4 * d_inner,
+        "d_state": args["d_state"],
+        "groups": 4,
+        "length": frames * config.n_bins // args["stem_freq_pool"],
+    }
+
+
+def _scan_inputs(dim: int, d_state: int, groups: int, length: int) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(1, dim, length, generator=g)
+    delta = torch.randn(1, dim, length, generator=g)
+    A = -torch.exp(torch.randn(dim, d_state, generator=g))
+    B = torch.randn(1, groups, d_state, length, generator=g)
+    C = torch.randn(1, groups, d_state, length, generator=g)
+    bias = F.softplus(torch.randn(dim, generator=g)) - 4.0
+    return u, delta, A, B, C, torch.ones(dim), None, bias, True
+
+
+def bench_selective_scan(length: int | None = None, with_model: bool = True) -> Iterator[str]:
+    """Yield report lines for the three benchmarks of the module docstring."""
     cpu = pin_to_one_core()
     torch.set_num_threads(1)
-    g = torch.Generator().manual_seed(0)
-    u = torch.randn(batch, d_inner, length, generator=g)
-    delta = torch.randn(batch, d_inner, length, generator=g)
-    A = -torch.exp(torch.randn(d_inner, d_state, generator=g))
-    B = torch.randn(batch, groups, d_state, length, generator=g)
-    C = torch.randn(batch, groups, d_state, length, generator=g)
-    D = torch.ones(d_inner)
-    bias = F.softplus(torch.randn(d_inner, generator=g)) - 4.0
-    args = (u, delta, A, B, C, D, None, bias, True)
-    yield f"selective scan: batch {batch}, D {d_inner}, N {d_state}, G {groups}, L {length}, on cpu {cpu}, 1 thread"
+    keep_freed_memory()
+    shape = ffmamba_first_stage() | ({"length": length} if length else {})
+    args = _scan_inputs(**shape)
+    dims = f"D {shape['dim']}, N {shape['d_state']}, G 4, L {shape['length']}"
+    yield f"selective scan at FFMamba's first stage: {dims}, cpu {cpu}, 1 thread"
     with torch.inference_mode():
         ref_s = time_call(lambda: selective_scan_reference(*args), warmup=1, min_repeats=3)
-        chunked_s = time_call(lambda: selective_scan_chunked(*args, chunk_size=chunk_size), warmup=1, min_repeats=3)
-    yield f"  sequential reference        {ref_s * 1e3:9.1f} ms"
-    yield f"  chunked (K = {chunk_size:3d})          {chunked_s * 1e3:9.1f} ms"
+        chunked_s = time_call(lambda: selective_scan_chunked(*args), warmup=1, min_repeats=3)
+    yield f"  sequential reference          {ref_s * 1e3:9.1f} ms"
+    yield f"  chunked (K = {CHUNK_SIZE})              {chunked_s * 1e3:9.1f} ms"
     yield f"  chunked is {ref_s / chunked_s:.2f}x the speed of the reference (target >= 10x)"
+    yield from _bench_onnx_scan(args, chunked_s)
+    if with_model:
+        yield from _bench_ffmamba()
+
+
+def _bench_onnx_scan(args: tuple, torch_s: float) -> Iterator[str]:
+    import onnxruntime as ort
+
+    from export.selective_scan_onnx import translation_table
+    from seld_edge.ops import selective_scan
+
+    u, delta, A, B, C, D, _, bias, _ = args
+
+    class ExportedScan(torch.nn.Module):
+        def forward(self, u: torch.Tensor, delta: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+            return selective_scan(u, delta, A, B, C, D, None, bias, True)
+
+    length = torch.export.Dim("length", min=2, max=2**20)
+    dims = ({2: length}, {2: length}, {3: length}, {3: length})
+    small = tuple(t[..., :64] for t in (u, delta, B, C))
+    model = torch.onnx.export(
+        ExportedScan(), small, dynamo=True, dynamic_shapes=dims, external_data=False, verbose=False,
+        custom_translation_table=translation_table("onnx"),
+    ).model_proto  # fmt: skip
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    feed = dict(zip((i.name for i in session.get_inputs()), (t.numpy() for t in (u, delta, B, C)), strict=True))
+    ort_s = time_call(lambda: session.run(None, feed), warmup=1, min_repeats=3)
+    yield f"  onnx flavour: {len(model.graph.node)} nodes, {model.ByteSize() / 1e3:.0f} kB per scan"
+    yield f"  onnx flavour in ONNX Runtime  {ort_s * 1e3:9.1f} ms ({torch_s / ort_s:.2f}x the PyTorch chunked form)"
+
+
+def _bench_ffmamba() -> Iterator[str]:
+    from export.onnx_export import Exporter
+    from seld_edge.benchmark import bench_runtime
+    from seld_edge.models import SeldSystem
+    from training.checkpoint import save_checkpoint
+
+    card = model_card("ffmamba")
+    config = card.feature_config()
+    shape = (config.out_channels, 1, config.n_bins)
+    system = SeldSystem("ffmamba", {}, np.zeros(shape, np.float32), np.ones(shape, np.float32)).eval()
+    names = [f"class_{i}" for i in range(system.model_args["num_classes"])]
+    with tempfile.TemporaryDirectory() as tmp:
+        stem = Path(tmp) / "ffmamba"
+        save_checkpoint(stem, system, {"class_names": names})
+        start = time.perf_counter()
+        result = Exporter(stem.with_suffix(".json"), log=lambda _: None)("onnx", stem.with_suffix(".onnx"))
+        yield (
+            f"ffmamba (random weights): exported in {time.perf_counter() - start:.0f} s, "
+            f"{result.size_bytes / 1e6:.1f} MB, {sum(p.numel() for p in system.parameters()) / 1e6:.2f} M parameters"
+        )
+        yield from bench_runtime(stem.with_suffix(".onnx"), stem.with_suffix(".json"), seconds=CLIP_SECONDS)
