@@ -11,15 +11,17 @@ BiGRU is taken over the remaining frequency bins (pooling time too would drop be
 2-layer BiGRU; SED head (2 FC, sigmoid) and DoA head (2 FC, tanh); sed_doa output
 (B, T/8, 13) and (B, T/8, 39).
 
-The paper publishes neither widths nor d_state. Chosen here: stage widths 16/32/64/128 (MSF's 32
-groups need d_inner = 2 * width divisible by 32), d_state 4, ssm_ratio 2, MLP ratio 2, BiGRU 128,
-heads 128: 1.04 M parameters for ``ffmamba`` (1.01 M for ``vmamba_seld``), a zoo-sized model whose
-5 s clip runs well faster than real time on one CPU core (``seld-edge bench scan``).
+The paper publishes neither widths nor d_state. Chosen here: stage widths 32/64/128/256 (MSF's 32
+groups need d_inner = 2 * width divisible by 32), d_state 4 (between VMamba v2's 1 and v0's 16: the
+chunked scan's CPU cost grows with D * N), ssm_ratio 2, MLP ratio 2, BiGRU 128, heads 128:
+2.66 M parameters for ``ffmamba`` (2.12 M for ``vmamba_seld``), the size of the other zoo members.
+A 5 s clip runs through the runtime in 0.71 s on one CPU core (``seld-edge bench scan``).
 """
 
 import torch
 from torch import nn
 
+from seld_edge.errors import unknown_name
 from seld_edge.features import feature_config
 from seld_edge.formats.classes import NUM_CLASSES
 from seld_edge.models._registry import ModelCard, register_model
@@ -68,8 +70,10 @@ class FFMamba(nn.Module):
         downsample: str,
     ) -> None:
         super().__init__()
-        if mixer not in MIXERS or downsample not in DOWNSAMPLERS:
-            raise ValueError(f"mixer must be one of {MIXERS} and downsample one of {DOWNSAMPLERS}")
+        if mixer not in MIXERS:
+            raise unknown_name("mixer", mixer, MIXERS)
+        if downsample not in DOWNSAMPLERS:
+            raise unknown_name("downsample", downsample, DOWNSAMPLERS)
         in_channels = feature_config(FEATURE_KIND).out_channels
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, stem_channels, 3, padding=1),
