@@ -110,24 +110,11 @@ class FFMamba(nn.Module):
         return self.sed_head(x), self.doa_head(x)
 
 
-register_model(
-    "ffmamba",
-    ModelCard(
-        feature_kind=FEATURE_KIND,
-        output_format="sed_doa",
-        defaults={**_DEFAULTS, "mixer": "msf", "downsample": "wted"},
-        training=_TRAINING,
-        augment=_AUGMENT,
-    ),
-)(FFMamba)
+def _card(mixer: str, downsample: str) -> ModelCard:
+    defaults = {**_DEFAULTS, "mixer": mixer, "downsample": downsample}
+    return ModelCard(FEATURE_KIND, "sed_doa", defaults=defaults, training=_TRAINING, augment=_AUGMENT)
+
+
+register_model("ffmamba", _card("msf", "wted"))(FFMamba)
 # The paper's "Base" row: plain VSS blocks (depthwise conv) and conv downsampling, same everything else.
-register_model(
-    "vmamba_seld",
-    ModelCard(
-        feature_kind=FEATURE_KIND,
-        output_format="sed_doa",
-        defaults={**_DEFAULTS, "mixer": "dwconv", "downsample": "conv"},
-        training=_TRAINING,
-        augment=_AUGMENT,
-    ),
-)(FFMamba)
+register_model("vmamba_seld", _card("dwconv", "conv"))(FFMamba)

@@ -260,17 +260,7 @@ def _scan_node(
 
 
 @_scan_node.register_fake
-def _scan_node_shape(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None,
-    z: torch.Tensor | None,
-    delta_bias: torch.Tensor | None,
-    delta_softplus: bool,
-) -> torch.Tensor:
+def _scan_node_shape(u: torch.Tensor, *_: object) -> torch.Tensor:
     return torch.empty_like(u)
 
 
