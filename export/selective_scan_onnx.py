@@ -89,6 +89,12 @@ def _doubling_scan(a: onnxscript.ir.Value, b: onnxscript.ir.Value, max_length: i
     return b
 
 
+def _padding_to_chunks(length: onnxscript.ir.Value) -> onnxscript.ir.Value:
+    """How many steps make ``length`` a whole number of chunks: (K - length % K) % K."""
+    K = _ints(CHUNK_SIZE)
+    return op.Mod(op.Sub(K, op.Mod(length, K)), K)
+
+
 def _step(x: onnxscript.ir.Value, k: int, axis: int) -> onnxscript.ir.Value:
     """Slice k of axis ``axis``, that axis removed."""
     return op.Gather(x, op.Constant(value_int=k), axis=axis)
@@ -112,8 +118,9 @@ def _chunked_linear_scan(
         return _doubling_scan(a, b, max_length)
     length = op.Shape(a, start=0, end=1)
     rest = op.Shape(a, start=1)
-    pad = op.Mod(op.Sub(_ints(CHUNK_SIZE), op.Mod(length, _ints(CHUNK_SIZE))), _ints(CHUNK_SIZE))
-    pads = op.Concat(_ints(0, 0, 0, 0, 0), pad, _ints(0, 0, 0, 0), axis=0)  # rank 5: pad the end of axis 0
+    pads = op.Concat(
+        _ints(0, 0, 0, 0, 0), _padding_to_chunks(length), _ints(0, 0, 0, 0), axis=0
+    )  # rank 5: pad the end of axis 0
     chunked_shape = op.Concat(_ints(-1, CHUNK_SIZE), rest, axis=0)
     a = op.Reshape(op.Pad(a, pads, op.Constant(value_float=1.0)), chunked_shape)  # (n, K, ...)
     b = op.Reshape(op.Pad(b, pads, op.Constant(value_float=0.0)), chunked_shape)
@@ -155,7 +162,7 @@ def chunked_scan(
     if delta_softplus:
         delta = op.Softplus(delta)
     length = op.Shape(u, start=2, end=3)
-    pad = op.Mod(op.Sub(_ints(K), op.Mod(length, _ints(K))), _ints(K))
+    pad = _padding_to_chunks(length)
 
     def chunked_time_major(t: onnxscript.ir.Value, inner: int) -> onnxscript.ir.Value:
         """(batch, D | G*N, L) or (batch, G, N, L) -> (K, n, batch, G, inner), zero-padded to whole chunks."""
@@ -164,12 +171,13 @@ def chunked_scan(
         t = op.Reshape(t, op.Concat(op.Shape(t, start=0, end=3), _ints(-1, K), axis=0))  # (batch, G, inner, n, K)
         return op.Transpose(t, perm=[4, 3, 0, 1, 2])
 
-    dt = op.Unsqueeze(chunked_time_major(delta, per_group), _ints(5))  # (K, n, batch, G, H, 1)
-    du = op.Mul(dt, op.Unsqueeze(chunked_time_major(u, per_group), _ints(5)))
-    B_t = op.Unsqueeze(chunked_time_major(B, d_state), _ints(4))  # (K, n, batch, G, 1, N)
-    C_t = op.Unsqueeze(chunked_time_major(C, d_state), _ints(4))
-    A_g = op.Reshape(A, _ints(groups, per_group, d_state))
-    since_start = op.Exp(op.Mul(op.CumSum(dt, op.Constant(value_int=0)), A_g))  # (K, n, batch, G, H, N)
+    # The state is laid out (..., G, N, H), as in selective_scan_chunked.
+    dt = op.Unsqueeze(chunked_time_major(delta, per_group), _ints(4))  # (K, n, batch, G, 1, H)
+    du = op.Mul(dt, op.Unsqueeze(chunked_time_major(u, per_group), _ints(4)))
+    B_t = op.Unsqueeze(chunked_time_major(B, d_state), _ints(5))  # (K, n, batch, G, N, 1)
+    C_t = op.Unsqueeze(chunked_time_major(C, d_state), _ints(5))
+    A_g = op.Transpose(op.Reshape(A, _ints(groups, per_group, d_state)), perm=[0, 2, 1])  # (G, N, H)
+    since_start = op.Exp(op.Mul(op.CumSum(dt, op.Constant(value_int=0)), A_g))  # (K, n, batch, G, N, H)
     states = _recurrence(
         lambda k: op.Exp(op.Mul(_step(dt, k, 0), A_g)), lambda k: op.Mul(_step(du, k, 0), _step(B_t, k, 0))
     )
@@ -177,7 +185,7 @@ def chunked_scan(
     entering = _shift_in(ends, 1, 0.0)
     ys = [
         op.ReduceSum(
-            op.Mul(op.Add(s, op.Mul(_step(since_start, k, 0), entering)), _step(C_t, k, 0)), _ints(-1), keepdims=0
+            op.Mul(op.Add(s, op.Mul(_step(since_start, k, 0), entering)), _step(C_t, k, 0)), _ints(-2), keepdims=0
         )
         for k, s in enumerate(states)
     ]  # each (n, batch, G, H)
