@@ -28,6 +28,14 @@ from training.frontend import FeatureExtractor
 from training.predict import TorchModel
 
 REL_EPS = 1e-6  # relative errors of outputs near zero are measured against this floor
+DELTA_SELD_BOUND = 0.005  # |delta SELD| end to end that any runtime model must stay within
+
+
+def within_bounds(report: dict[str, Any], max_abs_bound: float) -> bool:
+    """The verdict: outputs within the runtime model's bound (ONNX Runtime 1e-4; TensorRT FP32 1e-3,
+    FP16 1e-2) and, when measured, |delta SELD| within DELTA_SELD_BOUND."""
+    seld = report["delta_seld"]
+    return report["max_abs_error"] <= max_abs_bound and (seld is None or seld <= DELTA_SELD_BOUND)
 
 
 def error_stats(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:

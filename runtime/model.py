@@ -11,6 +11,7 @@ extraction share the cores with ONNX Runtime and a spinning thread pool would st
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
@@ -18,6 +19,9 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from seld_edge.errors import SeldEdgeError
 from seld_edge.model_metadata import INPUT_NAME, ModelMetadata
+
+if TYPE_CHECKING:
+    from runtime.trt_engine import TrtModel
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -97,6 +101,11 @@ class OnnxModel:
         return frames if isinstance(frames, int) else None
 
     @property
+    def parity_bound(self) -> float:
+        """Max abs error against PyTorch that `seld-edge parity` accepts for an ONNX Runtime model."""
+        return 1e-4
+
+    @property
     def providers(self) -> list[str]:
         """The execution providers the session actually uses (ORT drops those that fail to start)."""
         return self.session.get_providers()
@@ -107,14 +116,19 @@ class OnnxModel:
         return dict(zip(names, self.session.run(names, {INPUT_NAME: batch}), strict=True))
 
 
-def load_model(path: str | Path, provider: str = "cpu", threads: int = 0) -> OnnxModel:
-    """Open an exported .onnx model and check that it is a seld-edge model this runtime can run.
+def load_model(path: str | Path, provider: str = "cpu", threads: int = 0) -> "OnnxModel | TrtModel":
+    """Open an exported .onnx model (or a TensorRT .engine, runtime.trt_engine) and check that it is a
+    seld-edge model this runtime can run. provider and threads are ONNX Runtime's.
 
     Errors a user can cause (a missing or non-ONNX file, a plain ONNX model without seld-edge metadata,
     a graph whose input or outputs do not match its metadata, an unavailable provider) raise
     SeldEdgeError with the file name.
     """
     path = Path(path)
+    if path.suffix == ".engine":
+        from runtime.trt_engine import load_engine
+
+        return load_engine(path)
     if not path.is_file():
         raise SeldEdgeError(f"{path}: no such model file")
     providers = execution_providers(provider, ort.get_available_providers())

@@ -85,7 +85,8 @@ def bench_runtime(
     audio = scene_audio(config.in_channels, seconds)
     runtime_s = time_call(lambda: clip_events(model, compute_features(audio, config)))
     yield f"runtime {meta.model}: {seconds:.0f} s clip, audio -> events, on cpu {cpu}"
-    yield f"  runtime (numpy + ONNX Runtime)   {runtime_s * 1e3:8.1f} ms  {seconds / runtime_s:7.0f}x real time"
+    backend = "TensorRT" if Path(model_path).suffix == ".engine" else "ONNX Runtime"
+    yield f"  runtime (numpy + {backend:<12})  {runtime_s * 1e3:8.1f} ms  {seconds / runtime_s:7.0f}x real time"
     try:
         import torch
 

@@ -181,7 +181,7 @@ def parity(checkpoint: Path, model: Path, data: Path | None, metric: str, as_jso
     --data the held-out clips also go end to end to DCASE events and scores (delta SELD).
     """
     require("torch", "train")
-    from export.parity import compare, data_clips, generated_clip
+    from export.parity import DELTA_SELD_BOUND, compare, data_clips, generated_clip, within_bounds
     from runtime.model import load_model
     from seld_edge.io import file_sha256
     from training.checkpoint import load_checkpoint, resolve_checkpoint
@@ -197,12 +197,23 @@ def parity(checkpoint: Path, model: Path, data: Path | None, metric: str, as_jso
     if not clips:
         raise SeldEdgeError(f"{data}: no labelled held-out (test) clips to compare on")
     report = compare(system, runtime, clips, metric)
+    report["bounds"] = {"max_abs_error": runtime.parity_bound, "delta_seld": DELTA_SELD_BOUND}
+    report["within_bounds"] = within_bounds(report, runtime.parity_bound)
     if as_json:
         click.echo(json.dumps(report))
-        return
-    click.echo(
-        f"parity {meta.model}: {len(clips)} clip(s); features max abs error {report['feature_max_abs_error']:.2e}"
-    )
+    else:
+        _print_parity(report, meta.model, len(clips), metric)
+    if not report["within_bounds"]:
+        click.echo(
+            f"parity: outside the bounds (max abs error <= {runtime.parity_bound:g}, "
+            f"|delta SELD| <= {DELTA_SELD_BOUND})",
+            err=True,
+        )
+        raise SystemExit(1)
+
+
+def _print_parity(report: dict, model: str, clips: int, metric: str) -> None:
+    click.echo(f"parity {model}: {clips} clip(s); features max abs error {report['feature_max_abs_error']:.2e}")
     click.echo(f"  {'output':<10}{'max abs':>12}{'p99 abs':>12}{'max rel':>12}")
     for name, stats in report["outputs"].items():
         click.echo(

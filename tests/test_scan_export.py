@@ -2,6 +2,8 @@
 ``plugin`` flavour's SelectiveScan node (contract, TensorRT check, and run in ONNX Runtime through a
 numpy implementation of the node), for a single scan and for the whole FFMamba."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,7 @@ from torch.export import Dim  # noqa: E402
 
 from export.graph_check import check_for_tensorrt  # noqa: E402
 from export.selective_scan_onnx import MAX_SCAN_LENGTH, translation_table  # noqa: E402
+from export.trt_build import tensorrt_available  # noqa: E402
 from seld_edge.cli import main  # noqa: E402
 from seld_edge.ops import selective_scan  # noqa: E402
 from tests.selective_scan_node import numpy_selective_scan, session_with_numpy_scan  # noqa: E402
@@ -106,10 +109,18 @@ def test_the_numpy_node_follows_the_contract_with_z_and_without_skip():
 
 
 def test_ffmamba_exports_with_plugin_nodes_that_reproduce_pytorch(tmp_path, cli):
+    """--trt takes the plugin flavour by default; without tensorrt it leaves a build_engine.sh that loads the plugin."""
     system, _ = make_checkpoint(tmp_path / "run" / "best", "ffmamba")
     model_path = tmp_path / "ffmamba_plugin.onnx"
-    result = cli.invoke(main, ["export", str(tmp_path / "run"), "-o", str(model_path), "--scan", "plugin"])
+    plugin = "/opt/seld/libseld_scan_plugin.so"
+    args = ["--trt", "--plugin", plugin] if not tensorrt_available() else ["--scan", "plugin"]
+    result = cli.invoke(main, ["export", str(tmp_path / "run"), "-o", str(model_path), *args])
     assert result.exit_code == 0, result.output
+    if not tensorrt_available():
+        script = (tmp_path / "build_engine.sh").read_text()
+        assert f'PLUGIN="${{SELD_SCAN_PLUGIN:-{plugin}}}"' in script
+        assert '--dynamicPlugins="$PLUGIN"' in script
+        assert json.loads((tmp_path / "ffmamba_plugin.engine.json").read_text())["plugin"] == plugin
     model = onnx.load(model_path)
     scans = [n for n in model.graph.node if n.op_type == "SelectiveScan"]
     assert len(scans) == sum(system.model_args["depths"]), "one node per VSS block"
