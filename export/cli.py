@@ -38,7 +38,12 @@ if TYPE_CHECKING:
 @click.option("--int8", is_flag=True, help="--trt: INT8 with entropy calibration (needs --calib).")
 @click.option("--calib", type=click.Path(file_okay=False, path_type=Path), help="--int8: audio folder to calibrate on.")
 @click.option("--workspace", type=float, default=2.0, show_default=True, help="--trt: builder workspace in GB.")
-@click.option("--min-seconds", type=float, default=1.0, show_default=True, help="Shortest clip the model accepts.")
+@click.option(
+    "--min-seconds",
+    type=float,
+    default=None,
+    help="Shortest clip the model accepts [ONNX: 1 s; engine: one label frame, for streaming].",
+)
 @click.option("--opt-seconds", type=float, help="--trt: clip length to tune for (default: the model's window).")
 @click.option("--max-seconds", type=float, default=60.0, show_default=True, help="Longest clip the model accepts.")
 @click.option(
@@ -55,7 +60,7 @@ def export_command(
     int8: bool,
     calib: Path | None,
     workspace: float,
-    min_seconds: float,
+    min_seconds: float | None,
     opt_seconds: float | None,
     max_seconds: float,
     plugin: Path | None,
@@ -86,7 +91,8 @@ def export_command(
     if trt:  # checked before the slow export
         engine_options = EngineOptions(fp16, int8, calib, workspace, min_seconds, opt_seconds, max_seconds, plugin)
     scan = scan or ("plugin" if trt else "onnx")
-    options = ExportOptions(opset=opset, strict=strict, scan=scan, min_seconds=min_seconds, max_seconds=max_seconds)
+    onnx_min = ExportOptions.min_seconds if min_seconds is None else min_seconds
+    options = ExportOptions(opset=opset, strict=strict, scan=scan, min_seconds=onnx_min, max_seconds=max_seconds)
     exporter = Exporter(checkpoint, options, log=lambda line: click.echo(line, err=True))
     result = exporter("onnx", out)
     click.echo(ExportResult.HEADER)

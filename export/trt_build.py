@@ -46,7 +46,7 @@ class EngineOptions:
     int8: bool = False
     calib: Path | None = None  # audio folder whose features calibrate INT8
     workspace_gb: float = 2.0
-    min_seconds: float = 1.0
+    min_seconds: float | None = None  # None: one label frame, the shortest input a stream starts with
     opt_seconds: float | None = None  # None: the model's own inference window
     max_seconds: float = 60.0
     plugin: Path | None = None  # the SelectiveScan plugin library (models with a selective scan)
@@ -58,11 +58,11 @@ class EngineOptions:
             raise SeldEdgeError("--calib is for --int8 only")
         if self.workspace_gb <= 0:
             raise SeldEdgeError(f"--workspace must be positive, got {self.workspace_gb} GB")
-        opt = self.min_seconds if self.opt_seconds is None else self.opt_seconds
-        if not 0 < self.min_seconds <= self.max_seconds or not self.min_seconds <= opt <= self.max_seconds:
+        low = 0.0 if self.min_seconds is None else self.min_seconds
+        opt = self.max_seconds if self.opt_seconds is None else self.opt_seconds
+        if (self.min_seconds is not None and low <= 0) or not low <= opt <= self.max_seconds or self.max_seconds <= 0:
             raise SeldEdgeError(
-                f"clip lengths must satisfy 0 < min ({self.min_seconds:g}) <= opt ({opt:g}) "
-                f"<= max ({self.max_seconds:g})"
+                f"clip lengths must satisfy 0 < min ({low:g}) <= opt ({opt:g}) <= max ({self.max_seconds:g})"
             )
 
     @property
@@ -87,15 +87,14 @@ class ShapeProfile:
 
 
 def shape_profile(meta: ModelMetadata, options: EngineOptions) -> ShapeProfile:
-    """min / opt / max shapes for the options' clip lengths (opt defaults to the model's window)."""
+    """min / opt / max shapes for the options' clip lengths: min defaults to one label frame (a stream's
+    first call), opt to the model's window."""
     per_label, rate = meta.frames_per_label, meta.label_rate_hz
     config = meta.feature_config
-    low = max(1, math.ceil(options.min_seconds * rate - 1e-9))
+    low = 1 if options.min_seconds is None else max(1, math.ceil(options.min_seconds * rate - 1e-9))
     high = math.floor(options.max_seconds * rate + 1e-9)
     if high < low:
-        raise SeldEdgeError(
-            f"no whole {1 / rate:g} s label frame between {options.min_seconds:g} and {options.max_seconds:g} s"
-        )
+        raise SeldEdgeError(f"no whole {1 / rate:g} s label frame between {low / rate:g} and {options.max_seconds:g} s")
     window = meta.window_frames // per_label
     best = window if options.opt_seconds is None else round(options.opt_seconds * rate)
     best = min(max(best, low), high)
@@ -115,10 +114,11 @@ def plugin_nodes(onnx_path: Path) -> int:
 
 
 def resolve_plugin(options: EngineOptions, needed: bool) -> Path | None:
-    """The plugin library a graph with SelectiveScan nodes needs: --plugin, else the default location."""
+    """The plugin library a graph with SelectiveScan nodes needs: --plugin, else the default location
+    (kept as ~/..., so that a script or sidecar written here finds it in the device user's home)."""
     if not needed:
         return None
-    return (options.plugin or DEFAULT_PLUGIN).expanduser()
+    return options.plugin or DEFAULT_PLUGIN
 
 
 def engine_paths(onnx_path: Path) -> tuple[Path, Path, Path]:
@@ -181,8 +181,9 @@ def write_build_script(onnx_path: Path, meta: ModelMetadata, options: EngineOpti
         '[ -x "$TRTEXEC" ] || die "trtexec not found (set TRTEXEC=/path/to/trtexec)"',
     ]
     if plugin is not None:
+        home = str(plugin).replace("~", "$HOME", 1) if str(plugin).startswith("~/") else str(plugin)
         lines += [
-            f'PLUGIN="${{{PLUGIN_ENV}:-{plugin}}}"',
+            f'PLUGIN="${{{PLUGIN_ENV}:-{home}}}"',
             '[ -f "$PLUGIN" ] || die "SelectiveScan plugin library not found at $PLUGIN '
             f'(jetson/install.sh builds it; or set {PLUGIN_ENV})"',
         ]
@@ -277,6 +278,7 @@ def build_engine(onnx_path: Path, meta: ModelMetadata, options: EngineOptions, p
     builder = trt.Builder(logger)
     log(f"engine: [{next(step)}/{stages}] plugin {plugin or 'not needed'}")
     if plugin is not None:
+        plugin = plugin.expanduser()
         if not plugin.is_file():
             raise SeldEdgeError(f"{plugin}: SelectiveScan plugin library not found (build it: jetson/install.sh)")
         if builder.get_plugin_registry().load_library(str(plugin)) is None:

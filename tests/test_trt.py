@@ -19,6 +19,7 @@ from export.trt_build import (
     EngineOptions,
     ShapeProfile,
     engine_paths,
+    resolve_plugin,
     shape_profile,
     tensorrt_available,
     trtexec_command,
@@ -50,6 +51,8 @@ def test_engine_options_refuse_inconsistent_settings() -> None:
         EngineOptions(calib=Path("x"))
     with pytest.raises(SeldEdgeError, match="0 < min"):
         EngineOptions(min_seconds=5, opt_seconds=2)
+    with pytest.raises(SeldEdgeError, match="0 < min"):
+        EngineOptions(min_seconds=0)
     with pytest.raises(SeldEdgeError, match="workspace"):
         EngineOptions(workspace_gb=0)
     assert EngineOptions(int8=True, calib=Path("x")).precision == "int8"
@@ -57,7 +60,7 @@ def test_engine_options_refuse_inconsistent_settings() -> None:
 
 def test_shape_profile_is_whole_label_frames_within_the_clip_lengths(meta) -> None:
     profile = shape_profile(meta, EngineOptions())
-    assert profile == ShapeProfile((1, 7, 50, 64), (1, 7, 250, 64), (1, 7, 3000, 64))  # 1 s, the 5 s window, 60 s
+    assert profile == ShapeProfile((1, 7, 5, 64), (1, 7, 250, 64), (1, 7, 3000, 64))  # a label, the 5 s window, 60 s
     custom = shape_profile(meta, EngineOptions(min_seconds=0.25, opt_seconds=2.04, max_seconds=10))
     assert (custom.min[2], custom.opt[2], custom.max[2]) == (15, 100, 500)  # labels rounded inward, 5 frames each
 
@@ -77,7 +80,7 @@ def test_trtexec_command_has_the_build_flags(meta, options, plugin, expected) ->
         "trtexec",
         "--onnx=m.onnx",
         "--saveEngine=m.engine.partial",
-        "--minShapes=features:1x7x50x64",
+        "--minShapes=features:1x7x5x64",
         "--optShapes=features:1x7x250x64",
         "--maxShapes=features:1x7x3000x64",
         "--memPoolSize=workspace:2048",
@@ -223,3 +226,30 @@ def test_engine_builds_runs_and_matches_pytorch(tmp_path, cli) -> None:
     result = cli.invoke(main, ["parity", str(ASSETS / "seldnet_synth"), str(engine), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["max_abs_error"] <= 1e-3
+
+
+def test_default_plugin_is_found_in_the_device_users_home(tmp_path, meta) -> None:
+    onnx = tmp_path / "m.onnx"
+    shutil.copy(SHIPPED, onnx)
+    script = write_build_script(onnx, meta, EngineOptions(), resolve_plugin(EngineOptions(), needed=True))
+    assert 'PLUGIN="${SELD_SCAN_PLUGIN:-$HOME/.seld-edge/lib/libseld_scan_plugin.so}"' in script.read_text()
+    shellcheck(script)
+    assert (
+        json.loads(sidecar_path(tmp_path / "m.engine").read_text())["plugin"]
+        == "~/.seld-edge/lib/libseld_scan_plugin.so"
+    )
+    assert resolve_plugin(EngineOptions(), needed=False) is None
+
+
+@pytest.mark.parametrize("script", sorted((Path(__file__).resolve().parents[1] / "jetson").glob("*.sh")), ids=str)
+def test_jetson_scripts_pass_shellcheck(script: Path) -> None:
+    shellcheck(script)
+
+
+def test_jetson_install_refuses_an_unsupported_release_in_one_line(tmp_path) -> None:
+    install = Path(__file__).resolve().parents[1] / "jetson" / "install.sh"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "L4T_RELEASE": "35.4"}
+    done = subprocess.run(["bash", str(install)], capture_output=True, text=True, env=env)
+    assert done.returncode == 2
+    assert done.stderr.startswith("install.sh: L4T R35.4 is JetPack 5.1 (TensorRT 8.5), not supported here")
+    assert not (tmp_path / ".seld-edge").exists(), "nothing is created before the checks pass"
