@@ -281,7 +281,7 @@ def build_engine(onnx_path: Path, meta: ModelMetadata, options: EngineOptions, p
         plugin = plugin.expanduser()
         if not plugin.is_file():
             raise SeldEdgeError(f"{plugin}: SelectiveScan plugin library not found (build it: jetson/install.sh)")
-        if builder.get_plugin_registry().load_library(str(plugin)) is None:
+        if trt.get_plugin_registry().load_library(str(plugin)) is None:
             raise SeldEdgeError(f"{plugin}: TensorRT could not load the plugin library")
     log(f"engine: [{next(step)}/{stages}] parsing {onnx_path.name}")
     flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)

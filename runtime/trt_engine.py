@@ -56,6 +56,7 @@ class TrtModel:
     context: Any
     stream: Any
     buffers: dict[str, DeviceBuffer] = field(default_factory=dict)
+    keep_alive: tuple = ()  # the TensorRT logger and runtime the engine was made with
 
     @property
     def metadata(self) -> ModelMetadata:
@@ -136,7 +137,8 @@ def load_engine(path: str | Path) -> TrtModel:
             )
         if trt.get_plugin_registry().load_library(str(plugin)) is None:
             raise SeldEdgeError(f"{plugin}: TensorRT could not load the plugin library")
-    engine = trt.Runtime(logger).deserialize_cuda_engine(path.read_bytes())
+    trt_runtime = trt.Runtime(logger)
+    engine = trt_runtime.deserialize_cuda_engine(path.read_bytes())
     if engine is None:
         raise SeldEdgeError(f"{path}: TensorRT could not deserialise the engine")
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
@@ -145,4 +147,4 @@ def load_engine(path: str | Path) -> TrtModel:
         raise SeldEdgeError(f"{path}: engine tensors {sorted(names)} do not match its metadata's {sorted(expected)}")
     buffers = {name: DeviceBuffer(np.dtype(trt.nptype(engine.get_tensor_dtype(name)))) for name in names}
     context = engine.create_execution_context()
-    return TrtModel(path, sidecar, engine, context, cuda.Stream(), buffers)
+    return TrtModel(path, sidecar, engine, context, cuda.Stream(), buffers, (logger, trt_runtime))
