@@ -68,6 +68,13 @@ std::vector<PluginField> settingFields(ScanSettings* settings)
     return fields;
 }
 
+FieldNames::FieldNames()
+    : mFields(settingFields(nullptr))
+{
+    mCollection.nbFields = static_cast<int32_t>(mFields.size());
+    mCollection.fields = mFields.data();
+}
+
 ScanSettings settingsFromFields(PluginFieldCollection const* fc)
 {
     if (fc == nullptr)
@@ -178,6 +185,42 @@ char const* checkInputDims(ScanSettings const& settings, Dims const* dims, int32
         return "SelectiveScan: D is not divisible by groups";
     }
     return nullptr;
+}
+
+namespace
+{
+
+int32_t logIfDisagree(ScanSettings const& settings, std::vector<Dims> const& dims)
+{
+    char const* problem = checkInputDims(settings, dims.data(), static_cast<int32_t>(dims.size()));
+    if (problem != nullptr)
+    {
+        logError(problem);
+        return -1;
+    }
+    return 0;
+}
+
+} // namespace
+
+int32_t checkInputs(ScanSettings const& settings, nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs)
+{
+    std::vector<Dims> dims;
+    for (int32_t i = 0; i < nbInputs; ++i)
+    {
+        dims.push_back(in[i].desc.dims);
+    }
+    return logIfDisagree(settings, dims);
+}
+
+int32_t checkInputs(ScanSettings const& settings, PluginTensorDesc const* in, int32_t nbInputs)
+{
+    std::vector<Dims> dims;
+    for (int32_t i = 0; i < nbInputs; ++i)
+    {
+        dims.push_back(in[i].dims);
+    }
+    return logIfDisagree(settings, dims);
 }
 
 ScanParams paramsFor(ScanSettings const& settings, PluginTensorDesc const* inputDesc, void const* const* inputs, void* y)

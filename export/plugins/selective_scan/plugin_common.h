@@ -42,6 +42,24 @@ struct ScanSettings
 //! name-only list the creators advertise, otherwise the fields point into *settings (for serialisation).
 std::vector<nvinfer1::PluginField> settingFields(ScanSettings* settings);
 
+//! The name-only field list both creators advertise through getFieldNames.
+class FieldNames
+{
+public:
+    FieldNames();
+    FieldNames(FieldNames const&) = delete;
+    FieldNames& operator=(FieldNames const&) = delete;
+
+    nvinfer1::PluginFieldCollection const* collection() const
+    {
+        return &mCollection;
+    }
+
+private:
+    std::vector<nvinfer1::PluginField> mFields;
+    nvinfer1::PluginFieldCollection mCollection{};
+};
+
 //! Reads the fields the ONNX parser (or a serialised engine) passes; throws std::invalid_argument with a one-line
 //! reason on a missing, mistyped or out-of-range field.
 ScanSettings settingsFromFields(nvinfer1::PluginFieldCollection const* fc);
@@ -54,6 +72,11 @@ bool supportsTensorFormat(ScanSettings const& settings, int32_t pos, nvinfer1::P
 //! nullptr when the inputs' shapes agree with the settings and with each other (unknown dims, -1, pass),
 //! otherwise a one-line reason.
 char const* checkInputDims(ScanSettings const& settings, nvinfer1::Dims const* dims, int32_t nbInputs);
+
+//! checkInputDims on TensorRT's descriptors (build time: DynamicPluginTensorDesc, run time: PluginTensorDesc);
+//! 0 when they agree, otherwise logs the reason and returns -1.
+int32_t checkInputs(ScanSettings const& settings, nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs);
+int32_t checkInputs(ScanSettings const& settings, nvinfer1::PluginTensorDesc const* in, int32_t nbInputs);
 
 //! The kernel call for concrete input descriptors and device pointers.
 ScanParams paramsFor(ScanSettings const& settings, nvinfer1::PluginTensorDesc const* inputDesc,

@@ -57,16 +57,7 @@ bool SelectiveScanPluginV2::supportsFormatCombination(
 void SelectiveScanPluginV2::configurePlugin(
     DynamicPluginTensorDesc const* in, int32_t nbInputs, DynamicPluginTensorDesc const*, int32_t) noexcept
 {
-    std::vector<Dims> dims;
-    for (int32_t i = 0; i < nbInputs; ++i)
-    {
-        dims.push_back(in[i].desc.dims);
-    }
-    char const* problem = checkInputDims(mSettings, dims.data(), nbInputs);
-    if (problem != nullptr)
-    {
-        logError(problem);
-    }
+    checkInputs(mSettings, in, nbInputs); // TensorRT 8.x takes no status here: the log says what is wrong
     mWorkspaceSize = workspaceFor(mSettings, in[0].max);
 }
 
@@ -138,13 +129,6 @@ char const* SelectiveScanPluginV2::getPluginNamespace() const noexcept
     return mNamespace.c_str();
 }
 
-SelectiveScanCreatorV2::SelectiveScanCreatorV2()
-    : mFieldNames(settingFields(nullptr))
-{
-    mFieldCollection.nbFields = static_cast<int32_t>(mFieldNames.size());
-    mFieldCollection.fields = mFieldNames.data();
-}
-
 char const* SelectiveScanCreatorV2::getPluginName() const noexcept
 {
     return kPluginName;
@@ -157,7 +141,7 @@ char const* SelectiveScanCreatorV2::getPluginVersion() const noexcept
 
 PluginFieldCollection const* SelectiveScanCreatorV2::getFieldNames() noexcept
 {
-    return &mFieldCollection;
+    return mFieldNames.collection();
 }
 
 IPluginV2* SelectiveScanCreatorV2::createPlugin(char const*, PluginFieldCollection const* fc) noexcept

@@ -60,7 +60,6 @@ private:
 class SelectiveScanCreatorV2 : public nvinfer1::IPluginCreator
 {
 public:
-    SelectiveScanCreatorV2();
 
     char const* getPluginName() const noexcept override;
     char const* getPluginVersion() const noexcept override;
@@ -72,8 +71,7 @@ public:
     char const* getPluginNamespace() const noexcept override;
 
 private:
-    std::vector<nvinfer1::PluginField> mFieldNames;
-    nvinfer1::PluginFieldCollection mFieldCollection{};
+    FieldNames mFieldNames;
     std::string mNamespace{kPluginNamespace};
 };
 

@@ -97,18 +97,7 @@ bool SelectiveScanPlugin::supportsFormatCombination(
 int32_t SelectiveScanPlugin::configurePlugin(
     DynamicPluginTensorDesc const* in, int32_t nbInputs, DynamicPluginTensorDesc const*, int32_t) noexcept
 {
-    std::vector<Dims> dims;
-    for (int32_t i = 0; i < nbInputs; ++i)
-    {
-        dims.push_back(in[i].desc.dims);
-    }
-    char const* problem = checkInputDims(mSettings, dims.data(), nbInputs);
-    if (problem != nullptr)
-    {
-        logError(problem);
-        return -1;
-    }
-    return 0;
+    return checkInputs(mSettings, in, nbInputs);
 }
 
 size_t SelectiveScanPlugin::getWorkspaceSize(
@@ -120,18 +109,7 @@ size_t SelectiveScanPlugin::getWorkspaceSize(
 int32_t SelectiveScanPlugin::onShapeChange(PluginTensorDesc const* in, int32_t nbInputs, PluginTensorDesc const*,
     int32_t) noexcept
 {
-    std::vector<Dims> dims;
-    for (int32_t i = 0; i < nbInputs; ++i)
-    {
-        dims.push_back(in[i].dims);
-    }
-    char const* problem = checkInputDims(mSettings, dims.data(), nbInputs);
-    if (problem != nullptr)
-    {
-        logError(problem);
-        return -1;
-    }
-    return 0;
+    return checkInputs(mSettings, in, nbInputs);
 }
 
 int32_t SelectiveScanPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const*,
@@ -153,13 +131,6 @@ PluginFieldCollection const* SelectiveScanPlugin::getFieldsToSerialize() noexcep
     return &mSerialCollection;
 }
 
-SelectiveScanCreator::SelectiveScanCreator()
-    : mFieldNames(settingFields(nullptr))
-{
-    mFieldCollection.nbFields = static_cast<int32_t>(mFieldNames.size());
-    mFieldCollection.fields = mFieldNames.data();
-}
-
 char const* SelectiveScanCreator::getPluginName() const noexcept
 {
     return kPluginName;
@@ -177,7 +148,7 @@ char const* SelectiveScanCreator::getPluginNamespace() const noexcept
 
 PluginFieldCollection const* SelectiveScanCreator::getFieldNames() noexcept
 {
-    return &mFieldCollection;
+    return mFieldNames.collection();
 }
 
 // The same fields arrive from the ONNX parser (kBUILD) and from a serialised engine (kRUNTIME).

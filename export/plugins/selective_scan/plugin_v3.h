@@ -61,7 +61,6 @@ private:
 class SelectiveScanCreator : public nvinfer1::IPluginCreatorV3One
 {
 public:
-    SelectiveScanCreator();
 
     char const* getPluginName() const noexcept override;
     char const* getPluginVersion() const noexcept override;
@@ -71,8 +70,7 @@ public:
         char const* name, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase) noexcept override;
 
 private:
-    std::vector<nvinfer1::PluginField> mFieldNames;
-    nvinfer1::PluginFieldCollection mFieldCollection{};
+    FieldNames mFieldNames;
 };
 
 } // namespace plugin
