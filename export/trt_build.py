@@ -25,14 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtime.trt_sidecar import Sidecar, gpu_name, sidecar_path
+from runtime.trt_sidecar import PLUGIN_ENV, Sidecar, gpu_name, sidecar_path
 from seld_edge.errors import SeldEdgeError
 from seld_edge.io import atomic_write, atomic_write_text, file_sha256
 from seld_edge.model_metadata import INPUT_NAME, ModelMetadata
 
 PLUGIN_OP = "SelectiveScan"
 DEFAULT_PLUGIN = Path("~/.seld-edge/lib/libseld_scan_plugin.so")  # where jetson/install.sh puts it
-PLUGIN_ENV = "SELD_SCAN_PLUGIN"  # overrides the plugin path in build_engine.sh and at run time
 TIMING_CACHE = "tensorrt.timing.cache"  # one per output folder, shared by every build there
 TRTEXEC_DEFAULT = "/usr/src/tensorrt/bin/trtexec"  # JetPack's location; trtexec is not on PATH there
 Log = Callable[[str], None]

@@ -18,12 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from runtime.trt_sidecar import Sidecar, gpu_name
+from runtime.trt_sidecar import PLUGIN_ENV, Sidecar, gpu_name
 from seld_edge.errors import SeldEdgeError
 from seld_edge.io import file_sha256
 from seld_edge.model_metadata import INPUT_NAME, ModelMetadata
 
-PLUGIN_ENV = "SELD_SCAN_PLUGIN"  # a plugin library to load instead of the one the sidecar names
 PARITY_BOUNDS = {"fp32": 1e-3, "fp16": 1e-2, "int8": 5e-2}  # max abs error against PyTorch (issue bounds)
 
 

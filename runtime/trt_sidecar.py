@@ -19,6 +19,7 @@ from seld_edge.errors import SeldEdgeError
 from seld_edge.model_metadata import ModelMetadata
 
 SIDECAR_VERSION = "1"
+PLUGIN_ENV = "SELD_SCAN_PLUGIN"  # a plugin library to use instead of the one the sidecar names (build and run)
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
