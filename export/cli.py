@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 @click.option("--fp16", is_flag=True, help="--trt: allow FP16 kernels.")
 @click.option("--int8", is_flag=True, help="--trt: INT8 with entropy calibration (needs --calib).")
 @click.option("--calib", type=click.Path(file_okay=False, path_type=Path), help="--int8: audio folder to calibrate on.")
-@click.option("--workspace", type=float, default=2.0, show_default=True, help="--trt: builder workspace in GB.")
+@click.option("--workspace", type=float, help="--trt: builder workspace in GB [default: 2].")
 @click.option(
     "--min-seconds",
     type=float,
@@ -59,7 +59,7 @@ def export_command(
     fp16: bool,
     int8: bool,
     calib: Path | None,
-    workspace: float,
+    workspace: float | None,
     min_seconds: float | None,
     opt_seconds: float | None,
     max_seconds: float,
@@ -78,8 +78,9 @@ def export_command(
     """
     from seld_edge.errors import SeldEdgeError, require
 
-    engine_only = {"--fp16": fp16, "--int8": int8, "--calib": calib, "--opt-seconds": opt_seconds, "--plugin": plugin}
-    given = [name for name, value in engine_only.items() if value] + (["--workspace"] if workspace != 2.0 else [])
+    engine_only = {"--fp16": fp16, "--int8": int8, "--calib": calib, "--workspace": workspace,
+                   "--opt-seconds": opt_seconds, "--plugin": plugin}  # fmt: skip
+    given = [name for name, value in engine_only.items() if value is not None and value is not False]
     if given and not trt:
         raise SeldEdgeError(f"{', '.join(given)} only with --trt")
     for module in ("torch", "onnx", "onnxscript"):
@@ -89,6 +90,7 @@ def export_command(
 
     engine_options = None
     if trt:  # checked before the slow export
+        workspace = EngineOptions.workspace_gb if workspace is None else workspace
         engine_options = EngineOptions(fp16, int8, calib, workspace, min_seconds, opt_seconds, max_seconds, plugin)
     scan = scan or ("plugin" if trt else "onnx")
     onnx_min = ExportOptions.min_seconds if min_seconds is None else min_seconds

@@ -188,13 +188,14 @@ def write_build_script(onnx_path: Path, meta: ModelMetadata, options: EngineOpti
         ]
     if options.int8:
         lines.append(
-            f'[ -f {calib_cache.name} ] || die "INT8 needs {calib_cache.name}: run seld-edge export --trt --int8 '
-            '--calib DIR where the tensorrt module imports (it writes the cache), then copy it here"'
+            f'[ -f {shlex.quote(calib_cache.name)} ] || die "INT8 needs {calib_cache.name}: run seld-edge export '
+            '--trt --int8 --calib DIR where the tensorrt module imports (it writes the cache), then copy it here"'
         )
+    quoted = [a if a.startswith(('"', '--dynamicPlugins="')) else shlex.quote(a) for a in command]  # ours stay
     lines += [
-        " ".join(command[:1] + [shlex.quote(a) if '"' not in a else a for a in command[1:]]) + ' "$@"',
-        f"mv {engine.name}.partial {engine.name}",
-        f'"$PYTHON" -m export.trt_build finish {engine.name}',
+        " ".join(quoted) + ' "$@"',
+        f"mv {shlex.quote(engine.name + '.partial')} {shlex.quote(engine.name)}",
+        f'"$PYTHON" -m export.trt_build finish {shlex.quote(engine.name)}',
         f'echo "built {engine.name}"',
     ]
     write_sidecar(engine, onnx_path, meta, options, profile, plugin, tensorrt_version=None, gpu=None)
