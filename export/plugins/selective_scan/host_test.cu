@@ -212,24 +212,6 @@ void runPassesOnHost(ScanParams const& p, seld::detail::ScanWork const& w)
     }
 }
 
-template <typename T>
-void runOnHost(ScanParams const& p, seld::detail::ScanWork const& w)
-{
-    // The launcher's bucket choice, for the dStates the cases use.
-    if (p.dState <= 4)
-    {
-        runPassesOnHost<T, 4>(p, w);
-    }
-    else if (p.dState <= 16)
-    {
-        runPassesOnHost<T, 16>(p, w);
-    }
-    else
-    {
-        runPassesOnHost<T, 64>(p, w);
-    }
-}
-
 double hostRun(Case const& c, Tensors const& t)
 {
     size_t const n = static_cast<size_t>(c.batch * c.dim * c.length);
@@ -240,14 +222,9 @@ double hostRun(Case const& c, Tensors const& t)
     float* states = workspace.empty() ? nullptr : workspace.data();
     seld::detail::ScanWork const w{plan.chunks, plan.chunkLength, states,
         states == nullptr ? nullptr : states + c.batch * plan.chunks * c.dState * c.dim};
-    if (c.dtype == seld::kScanFloat16)
-    {
-        runOnHost<__half>(p, w);
-    }
-    else
-    {
-        runOnHost<float>(p, w);
-    }
+    seld::detail::dispatchScan(p, [&](auto element, auto stateSize) {
+        runPassesOnHost<decltype(element), decltype(stateSize)::value>(p, w);
+    });
     return relativeError(readOutput(p.y, n, c.dtype), referenceScan(c, t));
 }
 

@@ -134,29 +134,6 @@ cudaError_t launchPasses(ScanParams const& p, ScanWork const& w, cudaStream_t st
     return cudaGetLastError();
 }
 
-//! The state lives in registers, so its size is a template parameter: the smallest of 4, 8, 16, 32, 64 >= N.
-template <typename T>
-cudaError_t launchTyped(ScanParams const& p, ScanWork const& w, cudaStream_t stream)
-{
-    if (p.dState <= 4)
-    {
-        return launchPasses<T, 4>(p, w, stream);
-    }
-    if (p.dState <= 8)
-    {
-        return launchPasses<T, 8>(p, w, stream);
-    }
-    if (p.dState <= 16)
-    {
-        return launchPasses<T, 16>(p, w, stream);
-    }
-    if (p.dState <= 32)
-    {
-        return launchPasses<T, 32>(p, w, stream);
-    }
-    return launchPasses<T, 64>(p, w, stream);
-}
-
 } // namespace
 
 cudaError_t launchSelectiveScan(ScanParams const& p, void* workspace, size_t workspaceSize, cudaStream_t stream)
@@ -178,11 +155,9 @@ cudaError_t launchSelectiveScan(ScanParams const& p, void* workspace, size_t wor
     float* states = static_cast<float*>(workspace);
     ScanWork const w{plan.chunks, plan.chunkLength, states,
         states == nullptr ? nullptr : states + p.batch * plan.chunks * p.dState * p.dim};
-    if (p.dtype == kScanFloat16)
-    {
-        return launchTyped<__half>(p, w, stream);
-    }
-    return launchTyped<float>(p, w, stream);
+    return detail::dispatchScan(p, [&](auto element, auto stateSize) {
+        return launchPasses<decltype(element), decltype(stateSize)::value>(p, w, stream);
+    });
 }
 
 } // namespace seld

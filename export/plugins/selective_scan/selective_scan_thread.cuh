@@ -16,6 +16,7 @@
 
 #include <cmath>
 #include <cuda_fp16.h>
+#include <type_traits>
 
 #if defined(__CUDACC__)
 #define SELD_HD __host__ __device__ __forceinline__
@@ -133,6 +134,41 @@ SELD_UNROLL
         }
     }
     return dtSum;
+}
+
+//! Calls run(T{}, std::integral_constant<int, kMaxN>{}) with u's element type and the state size the kernels
+//! are compiled for (the smallest of 4, 8, 16, 32, 64 >= N: the state lives in registers): the one dispatch the
+//! launcher and the host test share.
+template <typename T, typename Run>
+auto dispatchStateSize(int32_t dState, Run&& run)
+{
+    if (dState <= 4)
+    {
+        return run(T{}, std::integral_constant<int, 4>{});
+    }
+    if (dState <= 8)
+    {
+        return run(T{}, std::integral_constant<int, 8>{});
+    }
+    if (dState <= 16)
+    {
+        return run(T{}, std::integral_constant<int, 16>{});
+    }
+    if (dState <= 32)
+    {
+        return run(T{}, std::integral_constant<int, 32>{});
+    }
+    return run(T{}, std::integral_constant<int, 64>{});
+}
+
+template <typename Run>
+auto dispatchScan(ScanParams const& p, Run&& run)
+{
+    if (p.dtype == kScanFloat16)
+    {
+        return dispatchStateSize<__half>(p.dState, run);
+    }
+    return dispatchStateSize<float>(p.dState, run);
 }
 
 //! Thread `tid` of a pass over (batch, chunk, d), d fastest.
