@@ -85,22 +85,21 @@ class TrtModel:
 
         self.context.set_input_shape(INPUT_NAME, window.shape)
         shapes = {name: tuple(self.context.get_tensor_shape(name)) for name in self.buffers}
+        sizes = {name: int(np.prod(shape)) for name, shape in shapes.items()}
         for name, buffer in self.buffers.items():
-            buffer.ensure(int(np.prod(shapes[name])))
+            buffer.ensure(sizes[name])
             self.context.set_tensor_address(name, int(buffer.device))
-        source = self.buffers[INPUT_NAME]
-        np.copyto(source.host[: window.size], window.ravel())
-        cuda.memcpy_htod_async(source.device, source.host, self.stream)
+        # Copies move this call's elements only: a buffer grown for a longer clip keeps its capacity.
+        source = self.buffers[INPUT_NAME].host[: window.size]
+        np.copyto(source, window.ravel())
+        cuda.memcpy_htod_async(self.buffers[INPUT_NAME].device, source, self.stream)
         if not self.context.execute_async_v3(stream_handle=self.stream.handle):
             raise SeldEdgeError(f"{self.path}: TensorRT failed to run the engine")
-        outputs = [name for name in self.buffers if name != INPUT_NAME]
-        for name in outputs:
-            cuda.memcpy_dtoh_async(self.buffers[name].host, self.buffers[name].device, self.stream)
+        outputs = {name: self.buffers[name].host[: sizes[name]] for name in self.buffers if name != INPUT_NAME}
+        for name, host in outputs.items():
+            cuda.memcpy_dtoh_async(host, self.buffers[name].device, self.stream)
         self.stream.synchronize()
-        return {
-            name: self.buffers[name].host[: int(np.prod(shapes[name]))].reshape(shapes[name]).astype(np.float32)
-            for name in outputs
-        }
+        return {name: host.reshape(shapes[name]).astype(np.float32) for name, host in outputs.items()}
 
 
 def plugin_library(sidecar: Sidecar) -> Path | None:
