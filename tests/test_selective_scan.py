@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from seld_edge.errors import SeldEdgeError
 from seld_edge.ops import selective_scan
-from seld_edge.ops.selective_scan import _mamba_selective_scan_fn, selective_scan_chunked
+from seld_edge.ops.selective_scan import CPU_BLOCK_SIZE, _mamba_selective_scan_fn, selective_scan_chunked
 
 
 def make_inputs(
@@ -62,22 +62,25 @@ def test_reference_matches_a_hand_computed_scan() -> None:
 
 
 @pytest.mark.parametrize(
-    ("groups", "length", "chunk", "options"),
+    ("groups", "length", "chunk", "block", "options"),
     [
-        (1, 100, 32, {}),
-        (4, 100, 32, {"D", "z", "delta_bias"}),
-        (4, 64, 32, {"D", "delta_bias", "softplus"}),
-        (1, 77, 16, {"z", "softplus"}),
-        (4, 7, 32, {"D", "z", "delta_bias", "softplus"}),
+        (1, 100, 32, None, {}),
+        (4, 100, 32, 100, {"D", "z", "delta_bias"}),  # one block, as on a GPU
+        (4, 64, 32, None, {"D", "delta_bias", "softplus"}),
+        (1, 77, 16, 20, {"z", "softplus"}),  # blocks rounded up to whole chunks: 32, 32, 16 (13 + padding)
+        (4, 100, 4, 4, {"D", "z", "delta_bias", "softplus"}),  # a block per chunk
+        (4, 7, 32, None, {"D", "z", "delta_bias", "softplus"}),
     ],
 )
-def test_chunked_matches_reference(groups: int, length: int, chunk: int, options: set[str]) -> None:
+def test_chunked_matches_reference(groups: int, length: int, chunk: int, block: int | None, options: set[str]) -> None:
     inputs = make_inputs(groups=groups, length=length)
     kwargs = {k: inputs.pop(k) for k in ("D", "z", "delta_bias")}
     kwargs = {k: v for k, v in kwargs.items() if k in options}
     softplus = "softplus" in options
     y_ref, x_ref = selective_scan(**inputs, **kwargs, delta_softplus=softplus, return_last_state=True, impl="reference")
-    y, x = selective_scan_chunked(**inputs, **kwargs, delta_softplus=softplus, return_last_state=True, chunk_size=chunk)
+    y, x = selective_scan_chunked(
+        **inputs, **kwargs, delta_softplus=softplus, return_last_state=True, chunk_size=chunk, block_size=block
+    )
     assert y.dtype == torch.float32 and x.shape == (2, 8, 4) and x.dtype == torch.float32
     assert rel_err(y, y_ref) <= 1e-5
     assert rel_err(x, x_ref) <= 1e-5
@@ -113,9 +116,25 @@ def test_chunked_gradients_pass_gradcheck() -> None:
 
     def scan(*tensors: torch.Tensor) -> torch.Tensor:
         kw = dict(zip(names, tensors, strict=True))
-        return selective_scan_chunked(**kw, delta_softplus=True, chunk_size=8)
+        return selective_scan_chunked(**kw, delta_softplus=True, chunk_size=4, block_size=8)
 
-    assert torch.autograd.gradcheck(scan, leaves)
+    assert torch.autograd.gradcheck(scan, leaves)  # through three blocks and the state carried between them
+
+
+def test_cpu_blocks_give_the_one_block_result() -> None:
+    """The CPU's blocks of time only reorder the work: the state carried between them is exact."""
+    inputs = make_inputs(batch=1, dim=16, groups=4, length=3 * CPU_BLOCK_SIZE + 5)
+    blocked = selective_scan_chunked(**inputs, delta_softplus=True)
+    whole = selective_scan_chunked(**inputs, delta_softplus=True, block_size=inputs["u"].shape[2])
+    assert rel_err(blocked, whole) <= 1e-6
+
+
+@pytest.mark.parametrize(
+    ("option", "message"), [("chunk_size", "chunk_size must be"), ("block_size", "block_size must be")]
+)
+def test_chunk_and_block_sizes_must_be_positive(option: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        selective_scan_chunked(**make_inputs(), **{option: 0})
 
 
 def test_auto_on_cpu_is_chunked() -> None:

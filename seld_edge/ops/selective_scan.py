@@ -9,9 +9,11 @@ and ``y *= silu(z)`` when z is given. State and sums are kept in fp32 (fp64 for 
 gradcheck works) whatever the input dtype; y comes back in u's dtype.
 
 - ``reference``: the loop over time, written as mamba-ssm's ``selective_scan_ref``; the definition.
-- ``chunked``: the same recurrence as whole-tensor steps: a few steps at a time inside chunks of
-  time, every chunk at once, the state carried across chunks by the same method one level up and by
-  log-depth doubling at the top; for CPU and GPU training, and written in ONNX ops for export.
+- ``chunked``: the same recurrence as whole-tensor steps: time cut in chunks, all chunks at once, a
+  few steps at a time inside each, twice (to the chunk's end state, then again from the state that
+  enters it), the state carried across chunks by the same method one level up and by log-depth
+  doubling at the top, and on a CPU across cache-sized blocks of time; for CPU and GPU training, and
+  written in ONNX ops for export.
 - ``cuda``: mamba-ssm's fused kernel when it is installed and the tensors are on a GPU.
 """
 
@@ -23,10 +25,17 @@ import torch.nn.functional as F
 
 from seld_edge.errors import SeldEdgeError
 
-# Steps per chunk and levels of chunking (chunks of chunks) before the doubling scan; on one CPU core at
-# (D 128, N 16, G 4, L 6400) K = 4 / 8 / 16 took 100 / 54 / 70 ms with one level.
+# Steps per chunk, and levels of chunking (chunks of chunks) before the doubling scan that carries the
+# state across chunks. Measured on one CPU core at FFMamba's first stage (D 256, N 4, G 4, L 12800),
+# 512-step blocks: K = 4 / 8 / 16 took 61 / 56-58 / 55-57 ms.
 CHUNK_SIZE = 8
 CHUNK_LEVELS = 2
+# Time steps per block on a CPU. A block's decays and drives (D*N*block floats each, 2 MB at FFMamba's
+# first stage) stay in cache through both passes, and only one block's are alive at a time. Same shape,
+# K = 8: blocks of 256 / 512 / 1024 / 2048 steps took 57-59 / 56-58 / 57 / 60-61 ms, one block of the
+# whole sequence (as on a GPU) 66-68 ms; the peak memory of one 60 s scan (L 153,600) is 1.1 GB with
+# 512-step blocks and 2.4 GB with one block.
+CPU_BLOCK_SIZE = 512
 
 IMPLS = ("auto", "reference", "chunked", "cuda")
 
@@ -150,11 +159,12 @@ def _doubling_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def _chunked_linear_scan(a: torch.Tensor, b: torch.Tensor, chunk: int, levels: int) -> torch.Tensor:
     """All x_t of x_t = a_t x_(t-1) + b_t along dim 0 from x_(-1) = 0, time cut in chunks of ``chunk`` steps.
 
-    The chunk's steps run one after another (``chunk`` whole-tensor steps, every chunk at once) from a
-    zero state, keeping the running product of the decays; the states at the chunk ends then form the
-    same recurrence, one step per chunk, solved the same way ``levels - 1`` more times and by doubling
-    at the top; finally each chunk adds its entering state times the running decay. The padding
-    steps (a = 1, b = 0) leave the state as it was, so the last row is the true last state.
+    Carries the state across the chunks of a selective scan, where the rows are far fewer than the
+    scan's steps. The chunk's steps run one after another (``chunk`` whole-tensor steps, every chunk at
+    once) from a zero state, keeping the running product of the decays; the states at the chunk ends
+    then form the same recurrence, one step per chunk, solved the same way ``levels - 1`` more times
+    and by doubling at the top; finally each chunk adds its entering state times the running decay.
+    The padding steps (a = 1, b = 0) leave the state as it was, so the last row is the true last state.
     """
     if levels == 0:
         return _doubling_scan(a, b)
@@ -173,6 +183,52 @@ def _chunked_linear_scan(a: torch.Tensor, b: torch.Tensor, chunk: int, levels: i
     return x.view(n_chunks * chunk, *rest)[:length]
 
 
+def _time_major(t: torch.Tensor, shape: tuple[int, ...], padded_length: int, dtype: torch.dtype) -> torch.Tensor:
+    """(..., L) -> (padded_length, *shape) in ``dtype``, zeros after L: each time step one contiguous slice."""
+    length = t.shape[-1]
+    t = t.to(dtype).reshape(*shape, length).permute(-1, *range(len(shape)))
+    return torch.cat([t, t.new_zeros((padded_length - length, *shape))])
+
+
+def _scan_block(
+    dt: torch.Tensor,
+    du: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    A: torch.Tensor,
+    x: torch.Tensor,
+    chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One block of time steps, entered with state x: returns the block's C . x_t and its last state.
+
+    Time-major inputs: dt, du = delta * u (steps, batch, G, 1, H); B, C (steps, batch, G, N, 1); A
+    (G, N, H); x (batch, G, N, H). The steps are cut in chunks, all chunks worked at once:
+    1. every step's decay exp(delta A) (each computed once) and drive delta B u;
+    2. each chunk from a zero state to its end, one whole-tensor step at a time;
+    3. the state entering each chunk: the chunk ends carried across chunks (``_chunked_linear_scan``)
+       with each chunk's whole decay exp(A * sum of its deltas), whose exponent is never positive;
+    4. each chunk again from its entering state, reading out C . x_t as it goes.
+    Running the chunk twice costs less than storing the decay since the chunk began for every step.
+    """
+    n_chunks = dt.shape[0] // chunk
+    dt, du, B, C = (t.view(n_chunks, chunk, *t.shape[1:]) for t in (dt, du, B, C))
+    decay = torch.exp(dt * A)  # (n, K, batch, G, N, H)
+    drive = du * B
+    end = drive[:, 0]
+    for k in range(1, chunk):
+        end = torch.addcmul(drive[:, k], decay[:, k], end)
+    chunk_decay = torch.exp(dt.sum(1) * A)
+    # The first chunk is entered with x: fold it into that chunk's end state, then carry.
+    end = torch.cat([(end[0] + chunk_decay[0] * x)[None], end[1:]])
+    ends = _chunked_linear_scan(chunk_decay, end, chunk, CHUNK_LEVELS - 1)
+    state = torch.cat([x[None], ends[:-1]])
+    ys = []
+    for k in range(chunk):
+        state = torch.addcmul(drive[:, k], decay[:, k], state)
+        ys.append((state * C[:, k]).sum(-2))
+    return torch.stack(ys, dim=1).flatten(0, 1), ends[-1]
+
+
 def selective_scan_chunked(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -185,51 +241,49 @@ def selective_scan_chunked(
     delta_softplus: bool = False,
     return_last_state: bool = False,
     chunk_size: int = CHUNK_SIZE,
+    block_size: int | None = None,
 ) -> ScanResult:
     """The scan as whole-tensor steps over chunks of ``chunk_size`` time steps, all chunks at once.
 
     The recurrence is first-order linear in the state, x_t = a_t x_(t-1) + b_t with a_t =
-    exp(delta_t A) <= 1 and b_t = delta_t B_t u_t per (channel, state) pair, so it is solved by
-    ``_chunked_linear_scan`` over time-major tensors (each step a contiguous slice). Decays are only
-    ever multiplied, never divided, so long sequences cannot overflow where exp(cumsum(delta A)) and
-    its inverse would. export/selective_scan_onnx.py writes the same computation in ONNX ops.
+    exp(delta_t A) <= 1 and b_t = delta_t B_t u_t per (channel, state) pair, so it is solved over
+    time-major tensors (each step a contiguous slice) by ``_scan_block``, one block of ``block_size``
+    steps after another, the state carried between blocks. A block is the whole sequence on a GPU and
+    CPU_BLOCK_SIZE steps on a CPU, whose cache then holds the block's tensors. Decays are only ever
+    multiplied, never divided, so long sequences cannot overflow where exp(cumsum(delta A)) and its
+    inverse would. export/selective_scan_onnx.py writes the same computation, one block, in ONNX ops.
     """
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    if block_size is not None and block_size < 1:
+        raise ValueError(f"block_size must be positive, got {block_size}")
     dtype = _state_dtype(u.dtype)
     batch, dim, length = u.shape
     groups, d_state = B.shape[1], A.shape[1]
     per_group = dim // groups
-    n_chunks = (length + chunk_size - 1) // chunk_size
-    pad = n_chunks * chunk_size - length
+    padded = -(-length // chunk_size) * chunk_size
+    block = block_size or (padded if u.is_cuda else CPU_BLOCK_SIZE)
+    block = -(-block // chunk_size) * chunk_size
 
-    def chunked_time_major(t: torch.Tensor, *shape: int) -> torch.Tensor:
-        """(*shape, L) -> (chunk step k, chunk c, *shape), zero-padded: each step's slice is contiguous."""
-        t = torch.cat([t.to(dtype).reshape(*shape, length), t.new_zeros((*shape, pad), dtype=dtype)], dim=-1)
-        return t.view(*shape, n_chunks, chunk_size).permute(-1, -2, *range(len(shape))).contiguous()
-
-    # A padded step has delta = 0: decay 1 and no drive, so it leaves the state as it was. The state is
+    # Padded steps have delta = 0: decay 1 and no drive, they leave the state as it was. The state is
     # laid out (..., G, N, H): the channels of a group innermost, so the broadcasts run over them.
     delta = _prepare_delta(delta, delta_bias, delta_softplus, dtype)
-    dt = chunked_time_major(delta, batch, groups, per_group)[:, :, :, :, None]  # (K, n, batch, G, 1, H)
-    du = dt * chunked_time_major(u, batch, groups, per_group)[:, :, :, :, None]
-    B_t = chunked_time_major(B, batch, groups, d_state)[..., None]  # (K, n, batch, G, N, 1)
-    C_t = chunked_time_major(C, batch, groups, d_state)[..., None]
-    A_g = A.to(dtype).view(groups, per_group, d_state).transpose(1, 2)  # (G, N, H)
-    # Inside a chunk, from a zero state: the states, and the decay since the chunk began,
-    # exp(A * cumsum(delta)), whose exponent is never positive.
-    since_start = torch.exp(torch.cumsum(dt, dim=0) * A_g)  # (K, n, batch, G, N, H)
-    states = [du[0] * B_t[0]]
-    for k in range(1, chunk_size):
-        states.append(torch.exp(dt[k] * A_g) * states[-1] + du[k] * B_t[k])
-    # The state at each chunk's end, once the earlier chunks are carried in, then the one entering it.
-    ends = _chunked_linear_scan(since_start[-1], states[-1], chunk_size, CHUNK_LEVELS - 1)
-    entering = _shift_in(ends, 1, 0.0)
-    y = torch.stack([((s + since_start[k] * entering) * C_t[k]).sum(-2) for k, s in enumerate(states)], dim=1)
-    y = y.view(n_chunks * chunk_size, batch, dim)[:length].permute(1, 2, 0)
+    dt = _time_major(delta, (batch, groups, 1, per_group), padded, dtype)
+    du = dt * _time_major(u, (batch, groups, 1, per_group), padded, dtype)
+    B_t = _time_major(B, (batch, groups, d_state, 1), padded, dtype)
+    C_t = _time_major(C, (batch, groups, d_state, 1), padded, dtype)
+    # Contiguous, or the products with it would take its transposed strides and every step would too.
+    A_g = A.to(dtype).view(groups, per_group, d_state).transpose(1, 2).contiguous()  # (G, N, H)
+    x = u.new_zeros((batch, groups, d_state, per_group), dtype=dtype)
+    ys = []
+    for start in range(0, padded, block):
+        steps = slice(start, start + block)
+        y, x = _scan_block(dt[steps], du[steps], B_t[steps], C_t[steps], A_g, x, chunk_size)
+        ys.append(y)
+    y = torch.cat(ys)[:length].view(length, batch, dim).permute(1, 2, 0)
     y = _finish(y, u, D, z, dtype)
-    return (y, ends[-1].transpose(-1, -2).reshape(batch, dim, d_state)) if return_last_state else y
+    return (y, x.transpose(-1, -2).reshape(batch, dim, d_state)) if return_last_state else y
 
 
 @cache
