@@ -4,10 +4,11 @@ While exporting, ``seld_edge.ops.selective_scan`` records one ``seld_edge::selec
 torch's ONNX exporter hands it to one of the functions here (through ``custom_translation_table``):
 
 - ``onnx``: :func:`chunked_scan` writes the chunked form of seld_edge/ops/selective_scan.py in
-  standard ONNX ops that ONNX Runtime and TensorRT 10.3's parser both take: CumSum over a constant
-  axis, Gather of constant indices, Pad/Slice/Expand with computed sizes, no Loop. The chunk's steps
-  are unrolled (CHUNK_SIZE of them, twice), the top level is a fixed number of doubling steps that
-  covers MAX_SCAN_LENGTH, so one graph takes any length up to it.
+  standard ONNX ops that ONNX Runtime and TensorRT 10.3's parser both take: ReduceSum over a
+  constant axis, Gather of constant indices, Pad/Slice/Expand with computed sizes, no Loop. The
+  whole sequence is one block; the chunk's steps are unrolled (CHUNK_SIZE of them, in each pass),
+  the top level is a fixed number of doubling steps that covers MAX_SCAN_LENGTH, so one graph takes
+  any length up to it.
 - ``plugin``: :func:`plugin_node` writes one ``SelectiveScan`` node, the contract in
   export/plugins/selective_scan/README.md that the TensorRT plugin implements.
 
@@ -101,12 +102,12 @@ def _step(x: onnxscript.ir.Value, k: int, axis: int) -> onnxscript.ir.Value:
 
 
 def _recurrence(
-    a: Callable[[int], onnxscript.ir.Value], b: Callable[[int], onnxscript.ir.Value]
+    a: list[onnxscript.ir.Value], b: list[onnxscript.ir.Value], entering: onnxscript.ir.Value | None = None
 ) -> list[onnxscript.ir.Value]:
-    """States of one chunk from a zero state: s_0 = b_0, s_k = a_k s_(k-1) + b_k (unrolled)."""
-    states = [b(0)]
-    for k in range(1, CHUNK_SIZE):
-        states.append(op.Add(op.Mul(a(k), states[-1]), b(k)))
+    """States of one chunk, s_k = a_k s_(k-1) + b_k (unrolled), from ``entering`` or a zero state."""
+    states = [b[0] if entering is None else op.Add(op.Mul(a[0], entering), b[0])]
+    for a_k, b_k in zip(a[1:], b[1:], strict=True):
+        states.append(op.Add(op.Mul(a_k, states[-1]), b_k))
     return states
 
 
@@ -124,10 +125,11 @@ def _chunked_linear_scan(
     chunked_shape = op.Concat(_ints(-1, CHUNK_SIZE), rest, axis=0)
     a = op.Reshape(op.Pad(a, pads, op.Constant(value_float=1.0)), chunked_shape)  # (n, K, ...)
     b = op.Reshape(op.Pad(b, pads, op.Constant(value_float=0.0)), chunked_shape)
-    states = _recurrence(lambda k: _step(a, k, 1), lambda k: _step(b, k, 1))
-    decays = [_step(a, 0, 1)]
-    for k in range(1, CHUNK_SIZE):
-        decays.append(op.Mul(_step(a, k, 1), decays[-1]))
+    a = [_step(a, k, 1) for k in range(CHUNK_SIZE)]
+    states = _recurrence(a, [_step(b, k, 1) for k in range(CHUNK_SIZE)])
+    decays = [a[0]]
+    for a_k in a[1:]:
+        decays.append(op.Mul(a_k, decays[-1]))
     ends = _chunked_linear_scan(decays[-1], states[-1], levels - 1, -(-max_length // CHUNK_SIZE))
     entering = _shift_in(ends, 1, 0.0)
     x = op.Concat(
@@ -148,7 +150,7 @@ def chunked_scan(
     delta_bias: onnxscript.ir.Value | None,
     delta_softplus: bool,
 ) -> onnxscript.ir.Value:
-    """The ``onnx`` flavour: selective_scan_chunked's computation, same layout and order of operations.
+    """The ``onnx`` flavour: selective_scan_chunked's computation as one block (``_scan_block``), same layout.
 
     fp32 throughout (the exported graphs are fp32). u, delta, z (batch, D, L); A (D, N); B, C
     (batch, G, N, L); D, delta_bias (D,). D, N and G are static, batch and L dynamic.
@@ -171,24 +173,20 @@ def chunked_scan(
         t = op.Reshape(t, op.Concat(op.Shape(t, start=0, end=3), _ints(-1, K), axis=0))  # (batch, G, inner, n, K)
         return op.Transpose(t, perm=[4, 3, 0, 1, 2])
 
-    # The state is laid out (..., G, N, H), as in selective_scan_chunked.
+    # The state is laid out (..., G, N, H), as in selective_scan_chunked; one block of the whole sequence.
     dt = op.Unsqueeze(chunked_time_major(delta, per_group), _ints(4))  # (K, n, batch, G, 1, H)
     du = op.Mul(dt, op.Unsqueeze(chunked_time_major(u, per_group), _ints(4)))
     B_t = op.Unsqueeze(chunked_time_major(B, d_state), _ints(5))  # (K, n, batch, G, N, 1)
     C_t = op.Unsqueeze(chunked_time_major(C, d_state), _ints(5))
     A_g = op.Transpose(op.Reshape(A, _ints(groups, per_group, d_state)), perm=[0, 2, 1])  # (G, N, H)
-    since_start = op.Exp(op.Mul(op.CumSum(dt, op.Constant(value_int=0)), A_g))  # (K, n, batch, G, N, H)
-    states = _recurrence(
-        lambda k: op.Exp(op.Mul(_step(dt, k, 0), A_g)), lambda k: op.Mul(_step(du, k, 0), _step(B_t, k, 0))
-    )
-    ends = _chunked_linear_scan(_step(since_start, K - 1, 0), states[-1], CHUNK_LEVELS - 1, -(-MAX_SCAN_LENGTH // K))
-    entering = _shift_in(ends, 1, 0.0)
-    ys = [
-        op.ReduceSum(
-            op.Mul(op.Add(s, op.Mul(_step(since_start, k, 0), entering)), _step(C_t, k, 0)), _ints(-2), keepdims=0
-        )
-        for k, s in enumerate(states)
-    ]  # each (n, batch, G, H)
+    # Each step's decay and drive, (n, batch, G, N, H), used by both passes of _scan_block.
+    decay = [op.Exp(op.Mul(_step(dt, k, 0), A_g)) for k in range(K)]
+    drive = [op.Mul(_step(du, k, 0), _step(B_t, k, 0)) for k in range(K)]
+    end = _recurrence(decay, drive)[-1]
+    chunk_decay = op.Exp(op.Mul(op.ReduceSum(dt, _ints(0), keepdims=0), A_g))
+    ends = _chunked_linear_scan(chunk_decay, end, CHUNK_LEVELS - 1, -(-MAX_SCAN_LENGTH // K))
+    states = _recurrence(decay, drive, _shift_in(ends, 1, 0.0))
+    ys = [op.ReduceSum(op.Mul(s, _step(C_t, k, 0)), _ints(-2), keepdims=0) for k, s in enumerate(states)]
     y = op.Concat(*[op.Unsqueeze(y_k, _ints(1)) for y_k in ys], axis=1)  # (n, K, batch, G, H)
     y = op.Reshape(y, op.Concat(_ints(-1), op.Shape(u, start=0, end=1), _ints(dim), axis=0))
     y = op.Transpose(op.Slice(y, _ints(0), length, _ints(0)), perm=[1, 2, 0])
