@@ -248,10 +248,11 @@ def selective_scan_chunked(
     The recurrence is first-order linear in the state, x_t = a_t x_(t-1) + b_t with a_t =
     exp(delta_t A) <= 1 and b_t = delta_t B_t u_t per (channel, state) pair, so it is solved over
     time-major tensors (each step a contiguous slice) by ``_scan_block``, one block of ``block_size``
-    steps after another, the state carried between blocks. A block is the whole sequence on a GPU and
-    CPU_BLOCK_SIZE steps on a CPU, whose cache then holds the block's tensors. Decays are only ever
-    multiplied, never divided, so long sequences cannot overflow where exp(cumsum(delta A)) and its
-    inverse would. export/selective_scan_onnx.py writes the same computation, one block, in ONNX ops.
+    steps after another, the state carried between blocks. By default a block is CPU_BLOCK_SIZE steps
+    on a CPU, whose cache then holds the block's tensors, and the whole sequence on a GPU (or any
+    other device), which wants the most work per launch. Decays are only ever multiplied, never
+    divided, so long sequences cannot overflow where exp(cumsum(delta A)) and its inverse would.
+    export/selective_scan_onnx.py writes the same computation, one block, in ONNX ops.
     """
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     if chunk_size < 1:
@@ -263,7 +264,7 @@ def selective_scan_chunked(
     groups, d_state = B.shape[1], A.shape[1]
     per_group = dim // groups
     padded = -(-length // chunk_size) * chunk_size
-    block = block_size or (padded if u.is_cuda else CPU_BLOCK_SIZE)
+    block = block_size or (CPU_BLOCK_SIZE if u.device.type == "cpu" else padded)
     block = -(-block // chunk_size) * chunk_size
 
     # Padded steps have delta = 0: decay 1 and no drive, they leave the state as it was. The state is
