@@ -17,6 +17,7 @@ gradcheck works) whatever the input dtype; y comes back in u's dtype.
 - ``cuda``: mamba-ssm's fused kernel when it is installed and the tensors are on a GPU.
 """
 
+import math
 from collections.abc import Callable
 from functools import cache
 
@@ -184,11 +185,17 @@ def _chunked_linear_scan(a: torch.Tensor, b: torch.Tensor, chunk: int, levels: i
     return x.view(n_chunks * chunk, *rest)[:length]
 
 
-def _time_major(t: torch.Tensor, shape: tuple[int, ...], padded_length: int, dtype: torch.dtype) -> torch.Tensor:
-    """(..., L) -> (padded_length, *shape) in ``dtype``, zeros after L: each time step one contiguous slice."""
+def _time_major(t: torch.Tensor, shape: tuple[int, ...], padded_length: int) -> torch.Tensor:
+    """(..., L) -> (padded_length, *shape), zeros after L: each time step one contiguous slice.
+
+    Written as the transpose of one 2-D matrix into a contiguous one, which PyTorch copies in cache
+    blocks: 2.9 ms for (256, 12800) on one core, 4.2 ms through a permuted 3-D view.
+    """
     length = t.shape[-1]
-    t = t.to(dtype).reshape(*shape, length).permute(-1, *range(len(shape)))
-    return torch.cat([t, t.new_zeros((padded_length - length, *shape))])
+    out = t.new_empty((padded_length, t.numel() // length))
+    out[:length].copy_(t.reshape(-1, length).t())
+    out[length:].zero_()
+    return out.view(padded_length, *shape)
 
 
 def _scan_block(
@@ -196,18 +203,19 @@ def _scan_block(
     du: torch.Tensor,
     B: torch.Tensor,
     C: torch.Tensor,
-    A: torch.Tensor,
+    A2: torch.Tensor,
     x: torch.Tensor,
     chunk: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One block of time steps, entered with state x: returns the block's C . x_t and its last state.
 
-    Time-major inputs: dt, du = delta * u (steps, batch, G, 1, H); B, C (steps, batch, G, N, 1); A
-    (G, N, H); x (batch, G, N, H). The steps are cut in chunks, all chunks worked at once:
-    1. every step's decay exp(delta A) (each computed once) and drive delta B u;
+    Time-major inputs: dt, du = delta * u (steps, batch, G, 1, H); B, C (steps, batch, G, N, 1);
+    A2 = A log2(e) (G, N, H); x (batch, G, N, H). The steps are cut in chunks, all chunks worked at
+    once:
+    1. every step's decay exp(delta A) = exp2(delta A2), each computed once, and drive delta B u;
     2. each chunk from a zero state to its end, one whole-tensor step at a time;
     3. the state entering each chunk: the chunk ends carried across chunks (``_chunked_linear_scan``)
-       with each chunk's whole decay exp(A * sum of its deltas), whose exponent is never positive;
+       with each chunk's whole decay exp2(A2 * sum of its deltas), whose exponent is never positive;
     4. each chunk again from its entering state, reading out C . x_t as it goes.
     Running the chunk twice costs less than storing the decay since the chunk began for every step.
     """
@@ -216,12 +224,12 @@ def _scan_block(
     # Per-step views through unbind: its backward stacks the steps' gradients once, where indexing
     # each step fills a whole-block tensor of zeros per step (FFMamba's first-stage scan at batch 4,
     # two threads: backward 954 ms indexing, 548 ms with unbind).
-    decay = torch.exp(dt * A).unbind(1)  # K x (n, batch, G, N, H)
+    decay = torch.exp2(dt * A2).unbind(1)  # K x (n, batch, G, N, H)
     drive = (du * B).unbind(1)
     end = drive[0]
     for k in range(1, chunk):
         end = torch.addcmul(drive[k], decay[k], end)
-    chunk_decay = torch.exp(dt.sum(1) * A)
+    chunk_decay = torch.exp2(dt.sum(1) * A2)
     # The first chunk is entered with x: fold it into that chunk's end state, then carry.
     end = torch.cat([(end[0] + chunk_decay[0] * x)[None], end[1:]])
     ends = _chunked_linear_scan(chunk_decay, end, chunk, CHUNK_LEVELS - 1)
@@ -277,19 +285,21 @@ def selective_scan_chunked(
     # Padded steps have delta = 0: decay 1 and no drive, they leave the state as it was. The state is
     # laid out (..., G, N, H): the channels of a group innermost, so the broadcasts run over them.
     delta = _prepare_delta(delta, delta_bias, delta_softplus, dtype)
-    dt = _time_major(delta, (batch, groups, 1, per_group), padded, dtype)
-    du = dt * _time_major(u, (batch, groups, 1, per_group), padded, dtype)
-    B_t = _time_major(B, (batch, groups, d_state, 1), padded, dtype)
-    C_t = _time_major(C, (batch, groups, d_state, 1), padded, dtype)
+    dt = _time_major(delta, (batch, groups, 1, per_group), padded)
+    du = dt * _time_major(u.to(dtype), (batch, groups, 1, per_group), padded)
+    B_t = _time_major(B.to(dtype), (batch, groups, d_state, 1), padded)
+    C_t = _time_major(C.to(dtype), (batch, groups, d_state, 1), padded)
     # Contiguous, or the products with it would take its transposed strides and every step would too.
-    A_g = A.to(dtype).view(groups, per_group, d_state).transpose(1, 2).contiguous()  # (G, N, H)
+    # In base 2: exp(delta A) = exp2(delta A log2(e)), and PyTorch's exp2 runs 3x faster than its exp on
+    # CPU (13 M values, one core: 2.9 vs 8.9 ms) at 2.6e-7 relative error.
+    A2 = (A.to(dtype) * math.log2(math.e)).view(groups, per_group, d_state).transpose(1, 2).contiguous()  # (G, N, H)
     x = u.new_zeros((batch, groups, d_state, per_group), dtype=dtype)
     ys = []
     for start in range(0, padded, block):
         steps = slice(start, start + block)
-        y, x = _scan_block(dt[steps], du[steps], B_t[steps], C_t[steps], A_g, x, chunk_size)
+        y, x = _scan_block(dt[steps], du[steps], B_t[steps], C_t[steps], A2, x, chunk_size)
         ys.append(y)
-    y = torch.cat(ys)[:length].view(length, batch, dim).permute(1, 2, 0)
+    y = torch.cat(ys)[:length].view(length, batch * dim).t().contiguous().view(batch, dim, length)
     y = _finish(y, u, D, z, dtype)
     return (y, x.transpose(-1, -2).reshape(batch, dim, d_state)) if return_last_state else y
 
