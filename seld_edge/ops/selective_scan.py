@@ -28,14 +28,14 @@ from seld_edge.errors import SeldEdgeError
 
 # Steps per chunk, and levels of chunking (chunks of chunks) before the doubling scan that carries the
 # state across chunks. Measured on one CPU core at FFMamba's first stage (D 256, N 4, G 4, L 12800),
-# 512-step blocks: K = 4 / 8 / 16 took 61 / 56-58 / 55-57 ms.
+# 512-step blocks: K = 4 / 8 / 16 took 41-43 / 38-41 / 38-40 ms.
 CHUNK_SIZE = 8
 CHUNK_LEVELS = 2
 # Time steps per block on a CPU. A block's decays and drives (D*N*block floats each, 2 MB at FFMamba's
 # first stage) stay in cache through both passes, and only one block's are alive at a time. Same shape,
-# K = 8: blocks of 256 / 512 / 1024 / 2048 steps took 57-59 / 56-58 / 57 / 60-61 ms, one block of the
-# whole sequence (as on a GPU) 66-68 ms; the peak memory of one 60 s scan (L 153,600) is 1.1 GB with
-# 512-step blocks and 2.4 GB with one block.
+# K = 8: blocks of 256 / 512 / 1024 / 2048 steps took 40-42 / 38-41 / 40-43 / 44-47 ms, one block of
+# the whole sequence (as on a GPU) 48-51 ms; the peak memory of one 60 s scan (L 153,600) is 1.1 GB
+# with 512-step blocks and 2.4 GB with one block.
 CPU_BLOCK_SIZE = 512
 
 IMPLS = ("auto", "reference", "chunked", "cuda")
@@ -264,9 +264,9 @@ def selective_scan_chunked(
     on a CPU, whose cache then holds the block's tensors, and the whole sequence on a GPU (or any
     other device), which wants the most work per launch, and wherever autograd records: it keeps
     every block's tensors anyway, and one block backpropagates faster (649 vs 728 ms, forward and
-    backward of FFMamba's first-stage scan at batch 4 on two threads). Decays are only ever multiplied, never
-    divided, so long sequences cannot overflow where exp(cumsum(delta A)) and its inverse would.
-    export/selective_scan_onnx.py writes the same computation, one block, in ONNX ops.
+    backward of FFMamba's first-stage scan at batch 4 on two threads). Decays are only ever
+    multiplied, never divided, so long sequences cannot overflow where exp(cumsum(delta A)) and its
+    inverse would. export/selective_scan_onnx.py writes the same computation, one block, in ONNX ops.
     """
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     if chunk_size < 1:
