@@ -184,7 +184,7 @@ class Exporter:
             f"onnx: exporting {meta.model} (torch {torch.__version__.split('+')[0]}, opset {self.options.opset}, "
             f"{self.options.min_seconds:g}-{self.options.max_seconds:g} s clips)"
         )
-        with register_gru_while_loop_decomposition(), register_lstm_while_loop_decomposition(), _quiet_torch_export():
+        with register_gru_while_loop_decomposition(), register_lstm_while_loop_decomposition(), quiet_torch_export():
             program = torch.onnx.export(
                 self.system,
                 (example,),
@@ -204,9 +204,10 @@ class Exporter:
 
 
 @contextlib.contextmanager
-def _quiet_torch_export() -> Iterator[None]:
+def quiet_torch_export() -> Iterator[None]:
     """Silence what torch's exporter says about its own internals (deprecations inside torch, torchvision
-    ops it skips, RNN weights it re-assigns): a user can act on none of it, and it buries the findings."""
+    ops it skips, RNN weights it re-assigns, shared axis names): a user can act on none of it, and it
+    buries the findings."""
     onnx_logger = logging.getLogger("torch.onnx")
     level = onnx_logger.level
     onnx_logger.setLevel(logging.ERROR)
@@ -214,6 +215,8 @@ def _quiet_torch_export() -> Iterator[None]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=FutureWarning)
             warnings.filterwarnings("ignore", message=r"The tensor attributes .* were assigned during export")
+            # One Dim shared by several inputs is named once; torch notes each other use.
+            warnings.filterwarnings("ignore", message=r"# The axis name: .* will not be used")
             yield
     finally:
         onnx_logger.setLevel(level)

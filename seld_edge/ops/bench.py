@@ -80,6 +80,7 @@ def bench_selective_scan(length: int | None = None, with_model: bool = True) -> 
 def _bench_onnx_scan(args: tuple, torch_s: float) -> Iterator[str]:
     import onnxruntime as ort
 
+    from export.onnx_export import quiet_torch_export
     from export.selective_scan_onnx import translation_table
     from seld_edge.ops import selective_scan
 
@@ -92,10 +93,11 @@ def _bench_onnx_scan(args: tuple, torch_s: float) -> Iterator[str]:
     length = torch.export.Dim("length", min=2, max=2**20)
     dims = ({2: length}, {2: length}, {3: length}, {3: length})
     small = tuple(t[..., :64] for t in (u, delta, B, C))
-    model = torch.onnx.export(
-        ExportedScan().eval(), small, dynamo=True, dynamic_shapes=dims, external_data=False, verbose=False,
-        custom_translation_table=translation_table("onnx"),
-    ).model_proto  # fmt: skip
+    with quiet_torch_export():
+        model = torch.onnx.export(
+            ExportedScan().eval(), small, dynamo=True, dynamic_shapes=dims, external_data=False, verbose=False,
+            custom_translation_table=translation_table("onnx"),
+        ).model_proto  # fmt: skip
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
