@@ -6,9 +6,10 @@ torch's ONNX exporter hands it to one of the functions here (through ``custom_tr
 - ``onnx``: :func:`chunked_scan` writes the chunked form of seld_edge/ops/selective_scan.py in
   standard ONNX ops that ONNX Runtime and TensorRT 10.3's parser both take: ReduceSum over a
   constant axis, Gather of constant indices, Pad/Slice/Expand with computed sizes, no Loop. The
-  whole sequence is one block; the chunk's steps are unrolled (CHUNK_SIZE of them, in each pass),
-  the top level is a fixed number of doubling steps that covers MAX_SCAN_LENGTH, so one graph takes
-  any length up to it.
+  whole sequence is one block; the chunk's steps are unrolled (CHUNK_SIZE of them, in each pass).
+  The state is carried across chunks as in ``_linear_scan`` for CHUNK_LEVELS levels, but where
+  PyTorch steps through the last few rows the graph, whose length is dynamic, takes a fixed number
+  of doubling steps that covers MAX_SCAN_LENGTH, so one graph takes any length up to it.
 - ``plugin``: :func:`plugin_node` writes one ``SelectiveScan`` node, the contract in
   export/plugins/selective_scan/README.md that the TensorRT plugin implements.
 
@@ -23,10 +24,12 @@ import onnx
 import onnxscript
 from onnxscript import opset18 as op
 
-from seld_edge.ops.selective_scan import CHUNK_LEVELS, CHUNK_SIZE
+from seld_edge.ops.selective_scan import CHUNK_SIZE
 
+# Levels of chunks (of chunks) that carry the state across chunks before the doubling steps on top.
+CHUNK_LEVELS = 2
 # The longest scan one graph handles, in positions (an FFMamba first stage scans T * 32 of them: 60 s
-# is 153,600). It fixes the number of doubling steps written into the graph, log2(2**20 / 8**2) = 14.
+# is 153,600). It fixes the number of doubling steps written into the graph, log2(2**20 / 16**2) = 12.
 MAX_SCAN_LENGTH = 2**20
 PLUGIN_DOMAIN = "seld_edge"
 PLUGIN_OP = "SelectiveScan"
@@ -81,7 +84,11 @@ def _shift_in(x: onnxscript.ir.Value, steps: int, fill: float) -> onnxscript.ir.
 
 
 def _doubling_scan(a: onnxscript.ir.Value, b: onnxscript.ir.Value, max_length: int) -> onnxscript.ir.Value:
-    """All x_t of x_t = a_t x_(t-1) + b_t along axis 0: Hillis-Steele steps covering ``max_length``."""
+    """All x_t of x_t = a_t x_(t-1) + b_t along axis 0 from a zero state, in steps covering ``max_length``.
+
+    After step j every (a_t, b_t) holds the composition of the last 2^j steps ending at t (Hillis and
+    Steele), so no product of more than 2^j decays is ever formed and nothing overflows.
+    """
     n_steps = max(max_length - 1, 0).bit_length()
     for j in range(n_steps):
         b = op.Add(b, op.Mul(a, _shift_in(b, 2**j, 0.0)))
@@ -125,7 +132,7 @@ def _recurrence(
 def _chunked_linear_scan(
     a: onnxscript.ir.Value, b: onnxscript.ir.Value, levels: int, max_length: int
 ) -> onnxscript.ir.Value:
-    """seld_edge.ops.selective_scan._chunked_linear_scan in ONNX ops: x_t = a_t x_(t-1) + b_t along axis 0."""
+    """x_t = a_t x_(t-1) + b_t along axis 0 from a zero state, as ``_linear_scan`` chunks it, for ``levels`` levels."""
     if levels == 0:
         return _doubling_scan(a, b, max_length)
     length = op.Shape(a, start=0, end=1)

@@ -1,6 +1,7 @@
 """The selective scan: the reference against a hand-computed case, the chunked form against the
 reference (errors relative to max |y_ref|), its gradients, shape checks and the CUDA dispatch."""
 
+import importlib
 import math
 
 import pytest
@@ -10,6 +11,9 @@ import torch.nn.functional as F
 from seld_edge.errors import SeldEdgeError
 from seld_edge.ops import selective_scan
 from seld_edge.ops.selective_scan import CPU_BLOCK_SIZE, _mamba_selective_scan_fn, selective_scan_chunked
+
+# The module itself: ``seld_edge.ops.selective_scan`` the attribute is the function of the same name.
+scan_module = importlib.import_module("seld_edge.ops.selective_scan")
 
 
 def make_inputs(
@@ -86,6 +90,20 @@ def test_chunked_matches_reference(groups: int, length: int, chunk: int, block: 
     assert rel_err(x, x_ref) <= 1e-5
 
 
+@pytest.mark.parametrize(("length", "block"), [(100, None), (100, 100), (77, 40), (3, None)])
+def test_chunk_ends_carried_as_chunks_of_chunks_match_reference(
+    monkeypatch: pytest.MonkeyPatch, length: int, block: int | None
+) -> None:
+    """Past SEQUENTIAL_STEPS chunk ends the carry chunks them again: with it at 2, 100 steps in chunks
+    of 4 carry 25 chunk ends through 7 and 2 rows, and a block after the first enters with a state."""
+    monkeypatch.setattr(scan_module, "SEQUENTIAL_STEPS", 2)
+    inputs = make_inputs(groups=2, length=length, delta_scale=0.05)  # slow decay: states matter far ahead
+    y_ref, x_ref = selective_scan(**inputs, delta_softplus=True, return_last_state=True, impl="reference")
+    y, x = selective_scan_chunked(**inputs, delta_softplus=True, return_last_state=True, chunk_size=4, block_size=block)
+    assert rel_err(y, y_ref) <= 1e-5
+    assert rel_err(x, x_ref) <= 1e-5
+
+
 def test_chunked_is_exact_on_long_sequences_where_exp_of_cumsum_overflows() -> None:
     inputs = make_inputs(batch=1, dim=8, d_state=4, groups=4, length=8192, delta_scale=2.0)
     cumulative = torch.cumsum(inputs["delta"][..., None] * inputs["A"][:, None, :], dim=2)
@@ -109,16 +127,26 @@ def test_half_inputs_keep_an_fp32_state(dtype: torch.dtype, bound: float) -> Non
     assert rel_err(y, y_ref) <= bound
 
 
-def test_chunked_gradients_pass_gradcheck() -> None:
+@pytest.mark.parametrize(
+    ("sequential_steps", "block"),
+    [
+        (64, 8),  # three blocks, the state carried between them
+        (2, None),  # one block (as whenever autograd records), its 10 chunk ends chunked again, thrice
+    ],
+)
+def test_chunked_gradients_pass_gradcheck(
+    monkeypatch: pytest.MonkeyPatch, sequential_steps: int, block: int | None
+) -> None:
+    monkeypatch.setattr(scan_module, "SEQUENTIAL_STEPS", sequential_steps)
     inputs = make_inputs(batch=1, dim=4, d_state=3, groups=2, length=20, dtype=torch.float64)
     names = list(inputs)
     leaves = [inputs[k].detach().requires_grad_() for k in names]
 
     def scan(*tensors: torch.Tensor) -> torch.Tensor:
         kw = dict(zip(names, tensors, strict=True))
-        return selective_scan_chunked(**kw, delta_softplus=True, chunk_size=4, block_size=8)
+        return selective_scan_chunked(**kw, delta_softplus=True, chunk_size=2, block_size=block)
 
-    assert torch.autograd.gradcheck(scan, leaves)  # through three blocks and the state carried between them
+    assert torch.autograd.gradcheck(scan, leaves)
 
 
 def test_cpu_blocks_give_the_one_block_result() -> None:

@@ -11,9 +11,9 @@ gradcheck works) whatever the input dtype; y comes back in u's dtype.
 - ``reference``: the loop over time, written as mamba-ssm's ``selective_scan_ref``; the definition.
 - ``chunked``: the same recurrence as whole-tensor steps: time cut in chunks, all chunks at once, a
   few steps at a time inside each, twice (to the chunk's end state, then again from the state that
-  enters it), the state carried across chunks by the same method one level up and by log-depth
-  doubling at the top, and on a CPU across cache-sized blocks of time; for CPU and GPU training, and
-  written in ONNX ops for export.
+  enters it), the state carried across chunks by the same method one level up until few are left,
+  and on a CPU across cache-sized blocks of time; for CPU and GPU training, and written in ONNX ops
+  for export.
 - ``cuda``: mamba-ssm's fused kernel when it is installed and the tensors are on a GPU.
 """
 
@@ -26,11 +26,14 @@ import torch.nn.functional as F
 
 from seld_edge.errors import SeldEdgeError
 
-# Steps per chunk, and levels of chunking (chunks of chunks) before the doubling scan that carries the
-# state across chunks. Measured on one CPU core at FFMamba's first stage (D 256, N 4, G 4, L 12800),
-# 512-step blocks: K = 4 / 8 / 16 took 41-43 / 38-41 / 38-40 ms.
-CHUNK_SIZE = 8
-CHUNK_LEVELS = 2
+# Steps per chunk. Measured on one CPU core at FFMamba's first stage (D 256, N 4, G 4, L 12800),
+# 512-step blocks, 30 interleaved runs: K = 8 / 16 / 32 took 39.1 / 37.5 / 38.7 ms (medians).
+CHUNK_SIZE = 16
+# Recurrences of up to this many rows (a block's chunk ends) are carried one whole-tensor step per row.
+# Each step costs a few microseconds of dispatch whatever its size, so for so few rows stepping beats
+# chunking them again: carrying the 64 chunk ends of each 512-step block (K = 8) took 4.2 ms per
+# FFMamba first-stage scan stepwise and 4.9 ms as chunks of chunks with log-depth doubling on top.
+SEQUENTIAL_STEPS = 64
 # Time steps per block on a CPU. A block's decays and drives (D*N*block floats each, 2 MB at FFMamba's
 # first stage) stay in cache through both passes, and only one block's are alive at a time. Same shape,
 # K = 8: blocks of 256 / 512 / 1024 / 2048 steps took 40-42 / 38-41 / 40-43 / 44-47 ms, one block of
@@ -136,39 +139,21 @@ def selective_scan_reference(
     return (y, x) if return_last_state else y
 
 
-def _shift_in(x: torch.Tensor, steps: int, fill: float) -> torch.Tensor:
-    """x moved ``steps`` places later along dim 0, the first rows set to ``fill`` (any steps, even > len)."""
-    length = x.shape[0]
-    steps = min(steps, length)
-    return torch.cat([x.new_full((steps, *x.shape[1:]), fill), x[: length - steps]])
+def _linear_scan(a: torch.Tensor, b: torch.Tensor, x: torch.Tensor, chunk: int) -> torch.Tensor:
+    """All x_t of x_t = a_t x_(t-1) + b_t along dim 0, from x_(-1) = x: carries a scan's state across its chunks.
 
-
-def _doubling_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """All x_t of x_t = a_t x_(t-1) + b_t along dim 0 from x_(-1) = 0, in log2(length) whole-tensor steps.
-
-    After step j every (a_t, b_t) holds the composition of the last 2^j steps ending at t (Hillis and
-    Steele), so no product of more than 2^j decays is ever formed and nothing overflows.
+    Up to SEQUENTIAL_STEPS rows, one whole-tensor step per row. Longer, time is cut in chunks of
+    ``chunk`` rows: each chunk's rows run one after another (every chunk at once) from a zero state,
+    keeping the running product of the decays; the chunk ends form the same recurrence, one row per
+    chunk, solved by this function; then each chunk adds its entering state times the running decay.
+    The padding rows (a = 1, b = 0) leave the state as it was, so the last row is the true last state.
     """
-    n_steps = max(a.shape[0] - 1, 0).bit_length()
-    for j in range(n_steps):
-        b = b + a * _shift_in(b, 2**j, 0.0)
-        if j < n_steps - 1:
-            a = a * _shift_in(a, 2**j, 1.0)
-    return b
-
-
-def _chunked_linear_scan(a: torch.Tensor, b: torch.Tensor, chunk: int, levels: int) -> torch.Tensor:
-    """All x_t of x_t = a_t x_(t-1) + b_t along dim 0 from x_(-1) = 0, time cut in chunks of ``chunk`` steps.
-
-    Carries the state across the chunks of a selective scan, where the rows are far fewer than the
-    scan's steps. The chunk's steps run one after another (``chunk`` whole-tensor steps, every chunk at
-    once) from a zero state, keeping the running product of the decays; the states at the chunk ends
-    then form the same recurrence, one step per chunk, solved the same way ``levels - 1`` more times
-    and by doubling at the top; finally each chunk adds its entering state times the running decay.
-    The padding steps (a = 1, b = 0) leave the state as it was, so the last row is the true last state.
-    """
-    if levels == 0:
-        return _doubling_scan(a, b)
+    if a.shape[0] <= SEQUENTIAL_STEPS:
+        states = []
+        for a_t, b_t in zip(a.unbind(0), b.unbind(0), strict=True):
+            x = torch.addcmul(b_t, a_t, x)
+            states.append(x)
+        return torch.stack(states)
     length, rest = a.shape[0], a.shape[1:]
     n_chunks = (length + chunk - 1) // chunk
     pad = n_chunks * chunk - length
@@ -177,11 +162,11 @@ def _chunked_linear_scan(a: torch.Tensor, b: torch.Tensor, chunk: int, levels: i
     a, b = a.unbind(1), b.unbind(1)  # see _scan_block on unbind
     states, decays = [b[0]], [a[0]]
     for a_k, b_k in zip(a[1:], b[1:], strict=True):
-        states.append(a_k * states[-1] + b_k)
+        states.append(torch.addcmul(b_k, a_k, states[-1]))
         decays.append(a_k * decays[-1])
-    ends = _chunked_linear_scan(decays[-1], states[-1], chunk, levels - 1)
-    entering = _shift_in(ends, 1, 0.0)
-    x = torch.stack([s + d * entering for s, d in zip(states, decays, strict=True)], dim=1)
+    ends = _linear_scan(decays[-1], states[-1], x, chunk)
+    entering = torch.cat([x[None], ends[:-1]])
+    x = torch.stack([torch.addcmul(s, d, entering) for s, d in zip(states, decays, strict=True)], dim=1)
     return x.view(n_chunks * chunk, *rest)[:length]
 
 
@@ -214,7 +199,7 @@ def _scan_block(
     once:
     1. every step's decay exp(delta A) = exp2(delta A2), each computed once, and drive delta B u;
     2. each chunk from a zero state to its end, one whole-tensor step at a time;
-    3. the state entering each chunk: the chunk ends carried across chunks (``_chunked_linear_scan``)
+    3. the state entering each chunk: the chunk ends carried across chunks from x (``_linear_scan``)
        with each chunk's whole decay exp2(A2 * sum of its deltas), whose exponent is never positive;
     4. each chunk again from its entering state, reading out C . x_t as it goes.
     Running the chunk twice costs less than storing the decay since the chunk began for every step.
@@ -230,9 +215,7 @@ def _scan_block(
     for k in range(1, chunk):
         end = torch.addcmul(drive[k], decay[k], end)
     chunk_decay = torch.exp2(dt.sum(1) * A2)
-    # The first chunk is entered with x: fold it into that chunk's end state, then carry.
-    end = torch.cat([(end[0] + chunk_decay[0] * x)[None], end[1:]])
-    ends = _chunked_linear_scan(chunk_decay, end, chunk, CHUNK_LEVELS - 1)
+    ends = _linear_scan(chunk_decay, end, x, chunk)
     state = torch.cat([x[None], ends[:-1]])
     ys = []
     for decay_k, drive_k, C_k in zip(decay, drive, C.unbind(1), strict=True):
