@@ -102,7 +102,7 @@ def _finish(
 ) -> torch.Tensor:
     """Skip connection and SiLU gate in the state dtype, then back to u's dtype."""
     if D is not None:
-        y = y + u.to(dtype) * D.to(dtype)[:, None]
+        y = torch.addcmul(y, u.to(dtype), D.to(dtype)[:, None])
     if z is not None:
         y = y * F.silu(z.to(dtype))
     return y.to(u.dtype)
