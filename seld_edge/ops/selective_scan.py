@@ -37,8 +37,8 @@ SEQUENTIAL_STEPS = 64
 # Time steps per block on a CPU. A block's decays and drives (D*N*block floats each, 2 MB at FFMamba's
 # first stage) stay in cache through both passes, and only one block's are alive at a time. Same shape,
 # K = 16, 20 interleaved runs: blocks of 256 / 512 / 1024 / 2048 steps took 40.3 / 38.0 / 39.3 / 42.7 ms
-# (medians), one block of the whole sequence (as on a GPU) 44.6 ms; the peak memory of one 60 s scan
-# (L 153,600) was 1.1 GB with 512-step blocks and 2.4 GB with one block (K = 8).
+# (medians), one block of the whole sequence (as on a GPU) 44.6 ms; a process running one 60 s scan
+# (L 153,600; 0.57 GB before it) peaks at 1.5 GB resident with 512-step blocks, 2.8 GB with one block.
 CPU_BLOCK_SIZE = 512
 
 IMPLS = ("auto", "reference", "chunked", "cuda")
