@@ -207,3 +207,30 @@ def test_cuda_matches_reference() -> None:
     y, x = selective_scan(**inputs, delta_softplus=True, return_last_state=True, impl="cuda")
     assert rel_err(y, y_ref) <= 1e-4
     assert rel_err(x, x_ref) <= 1e-4
+
+
+def test_compiled_matches_reference_across_blocks_and_a_shorter_last_one() -> None:
+    """Three whole blocks through the two compiled steps, the state carried between them (slow decay:
+    it matters far ahead), and the last 13 steps run uncompiled."""
+    inputs = make_inputs(groups=2, length=3 * 64 + 13, delta_scale=0.05)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()  # export tests trace with dynamo too
+    with torch.inference_mode():
+        y_ref, x_ref = selective_scan(**inputs, delta_softplus=True, return_last_state=True, impl="reference")
+        y, x = selective_scan_chunked(
+            **inputs, delta_softplus=True, return_last_state=True, block_size=64, compiled=True
+        )
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2  # both steps really compiled, once
+    assert rel_err(y, y_ref) <= 1e-5
+    assert rel_err(x, x_ref) <= 1e-5
+
+
+@pytest.mark.parametrize(
+    ("device", "requires_grad", "message"),
+    [("cpu", True, "for inference"), ("meta", False, "for CPU tensors")],
+)
+def test_compiled_is_for_cpu_inference(device: str, requires_grad: bool, message: str) -> None:
+    inputs = {k: v.to(device) for k, v in make_inputs(length=8).items()}
+    inputs["u"].requires_grad_(requires_grad)
+    with pytest.raises(ValueError, match=message):
+        selective_scan(**inputs, impl="compiled")
