@@ -221,7 +221,7 @@ def _scan_block(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One block of time steps, entered with state x: returns the block's C . x_t and its last state.
 
-    Time-major inputs from ``_block_inputs``; A2 = A log2(e) (G, N, H); x (batch, G, N, H). The steps
+    Time-major inputs from ``_time_major_inputs``; A2 = A log2(e) (G, N, H); x (batch, G, N, H). The steps
     are cut in chunks, all chunks worked at once:
     1. every step's decay exp(delta A) = exp2(delta A2), each computed once, and drive delta B u;
     2. each chunk from a zero state to its end, one whole-tensor step at a time;
@@ -282,8 +282,8 @@ def _compiled(step: Callable) -> Callable:
     """``step`` compiled by torch.compile (Inductor), once per process.
 
     The two steps of a block are compiled apart: in one graph Inductor folds the transposes of
-    ``_block_inputs`` into the scan's loads, reading across time with scalar gathers (69 ms per FFMamba
-    first-stage scan instead of 21 ms).
+    ``_time_major_inputs`` into the scan's loads, reading across time with scalar gathers (69 ms per
+    FFMamba first-stage scan instead of 21 ms).
     """
     return torch.compile(step, dynamic=False)
 
