@@ -1,4 +1,4 @@
-"""Mamba's selective scan (mamba-ssm's ``selective_scan_fn`` semantics): three implementations, one compiled.
+"""Mamba's selective scan (mamba-ssm's ``selective_scan_fn`` semantics): three implementations, one also compiled.
 
 With ``delta = softplus(delta + delta_bias)`` (each part when asked for), every channel d of group
 g = d // (D / G) runs the linear recurrence, from x_0 = 0,
