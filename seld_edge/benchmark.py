@@ -28,6 +28,25 @@ def time_call(fn: Callable[[], object], min_seconds: float = 1.0, warmup: int = 
     return float(np.median(times))
 
 
+def time_calls_in_turns(fns: dict[str, Callable[[], object]], rounds: int = 15, warmup: int = 2) -> dict[str, float]:
+    """Median wall time of each fn() in seconds, timed one after another round by round.
+
+    For ratios between calls: a busy spell of a shared machine then slows every call alike instead of
+    only the one timed during it (timed apart, one run in five of ``seld-edge bench scan`` put the
+    compiled scan at 31 ms where other runs measured 21-23 ms).
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
 def pin_to_one_core() -> int:
     """Restrict this process (and its BLAS threads) to one CPU; returns that CPU's index."""
     cpu = min(os.sched_getaffinity(0))

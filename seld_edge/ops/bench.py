@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from seld_edge.benchmark import pin_to_one_core, time_call
+from seld_edge.benchmark import pin_to_one_core, time_call, time_calls_in_turns
 from seld_edge.models import model_card
 from seld_edge.ops.selective_scan import (
     CHUNK_SIZE,
@@ -66,14 +66,20 @@ def bench_selective_scan(length: int | None = None, with_model: bool = True) -> 
     dims = f"D {shape['dim']}, N {shape['d_state']}, G 4, L {shape['length']}"
     yield f"selective scan at FFMamba's first stage: {dims}, cpu {cpu}, 1 thread"
     with torch.inference_mode():
-        # The reference's first few calls run up to 3x slower than its steady state (measured: 938, 497,
-        # 440, then 275-370 ms); three warm-up calls compare steady states.
-        ref_s = time_call(lambda: selective_scan_reference(*args), warmup=3, min_repeats=5)
-        chunked_s = time_call(lambda: selective_scan_chunked(*args), warmup=3, min_repeats=5)
         start = time.perf_counter()
         selective_scan_chunked(*args, compiled=True)
         compile_s = time.perf_counter() - start
-        compiled_s = time_call(lambda: selective_scan_chunked(*args, compiled=True), warmup=2, min_repeats=5)
+        # The reference's first few calls run up to 3x slower than its steady state (measured: 938, 497,
+        # 440, then 275-370 ms); three warm-up calls compare steady states.
+        medians = time_calls_in_turns(
+            {
+                "reference": lambda: selective_scan_reference(*args),
+                "eager": lambda: selective_scan_chunked(*args),
+                "compiled": lambda: selective_scan_chunked(*args, compiled=True),
+            },
+            warmup=3,
+        )
+    ref_s, chunked_s, compiled_s = medians["reference"], medians["eager"], medians["compiled"]
     rows = (
         ("sequential reference", ref_s, ""),
         (f"chunked, eager (K {CHUNK_SIZE}, {CPU_BLOCK_SIZE}-step blocks)", chunked_s, f"{ref_s / chunked_s:6.2f}x"),
