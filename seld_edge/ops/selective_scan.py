@@ -318,7 +318,7 @@ def selective_scan_chunked(
 
     ``compiled=True`` runs each whole block's two steps (``_time_major_inputs``, ``_scan_outputs``)
     compiled by torch.compile, which fuses a chunk's steps into one loop over memory and reads the
-    time-major copies from cache: 1.7-1.8x faster on one CPU core (``seld-edge bench scan``). For CPU
+    time-major copies from cache: 1.6-1.8x faster on one CPU core (``seld-edge bench scan``). For CPU
     inference only; the first call for each shape of the inputs compiles (about 20 s, then cached on disk
     by Inductor), and dynamo compiles at most 8 shapes per process (``torch._dynamo.config.recompile_limit``)
     before it falls back to running the steps uncompiled.
