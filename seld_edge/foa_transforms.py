@@ -17,6 +17,7 @@ from seld_edge.geometry import polar_to_unit, unit_to_polar
 
 # FOA channel order (ACN): W, Y, Z, X. Index of x, y, z among those channels:
 _XYZ_CHANNELS = (3, 1, 2)
+_MIRROR = np.diag([1.0, -1.0, 1.0])  # y -> -y, azimuth -> -azimuth: swaps a stereo pair's L and R
 
 
 @dataclass(frozen=True)
@@ -41,19 +42,30 @@ class FoaTransform:
         return out
 
     def features(self, features: np.ndarray) -> np.ndarray:
-        """Transform (7, T, F) FOA features: log spectra W, Y, Z, X then intensity vector x, y, z.
+        """Transform FOA features (4 or 7, T, F): log spectra W, Y, Z, X, then the intensity vector x, y, z
+        when there is one.
 
         A log spectrum only sees |channel|, so signs drop out and the spectra are permuted; the
         intensity vector Re(conj(W) [X, Y, Z]) transforms like a direction.
         """
-        if features.shape[0] != 7:
-            raise ValueError(f"FOA features need 7 channels (4 spectra + IV), got {features.shape[0]}")
+        if features.shape[0] not in (4, 7):
+            raise ValueError(f"FOA features need 4 spectra (+ 3 IV channels), got {features.shape[0]} channels")
         source_of = np.abs(self.matrix).argmax(axis=1)  # output axis i takes input axis source_of[i]
         out = features.copy()
         for axis, channel in enumerate(_XYZ_CHANNELS):
             out[channel] = features[_XYZ_CHANNELS[source_of[axis]]]
-        out[4:] = np.tensordot(self.matrix.astype(features.dtype), features[4:], axes=1)
+        if features.shape[0] == 7:
+            out[4:] = np.tensordot(self.matrix.astype(features.dtype), features[4:], axes=1)
         return out
+
+    def stereo_features(self, features: np.ndarray) -> np.ndarray:
+        """Transform stereo features (2, T, F), L = W + Y and R = W - Y: only the identity and the
+        left-right mirror (y -> -y, which swaps L and R) exist for a stereo pair."""
+        if np.array_equal(self.matrix, np.eye(3)):
+            return features.copy()
+        if np.array_equal(self.matrix, _MIRROR):
+            return features[::-1].copy()
+        raise ValueError(f"{self.name} is not a stereo transform (only the identity and the left-right mirror are)")
 
     def events(self, events: list[Event]) -> list[Event]:
         """Events with their directions transformed (distance, class, source unchanged)."""
@@ -86,3 +98,6 @@ def _all_transforms() -> tuple[FoaTransform, ...]:
 
 
 FOA_TRANSFORMS: tuple[FoaTransform, ...] = _all_transforms()  # FOA_TRANSFORMS[0] is the identity
+STEREO_TRANSFORMS: tuple[FoaTransform, ...] = tuple(
+    t for t in FOA_TRANSFORMS if np.array_equal(t.matrix, np.eye(3)) or np.array_equal(t.matrix, _MIRROR)
+)  # the identity and the left-right mirror

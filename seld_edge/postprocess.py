@@ -29,29 +29,14 @@ import numpy as np
 from scipy import ndimage
 
 from seld_edge.errors import SeldEdgeError
-from seld_edge.foa_transforms import FoaTransform
 from seld_edge.formats.dcase_csv import Event
-from seld_edge.formats.labels import (
-    ACTIVITY_THRESHOLD,
-    NUM_TRACKS,
-    UNIFY_DEG,
-    Thresholds,
-    class_thresholds,
-    get_output_format,
-)
-from seld_edge.metrics import evaluate
+from seld_edge.formats.output_format import OutputFormat, class_thresholds
+from seld_edge.metrics import evaluate, selection_score
 
+ACTIVITY_THRESHOLD = 0.5
+UNIFY_DEG = 15.0
 THRESHOLD_GRID = np.arange(0.1, 0.95, 0.05)
 """Thresholds tried per class by :func:`tune_thresholds`: 0.10, 0.15, ..., 0.90."""
-
-# Per format: the output holding directions and its number of [coordinate][class] track blocks
-# (None: track-wise vectors (T, K, 3) with xyz last).
-_DIRECTION_OUTPUTS: dict[str, tuple[str, int | None]] = {
-    "accdoa": ("accdoa", 1),
-    "multi_accdoa": ("accdoa", NUM_TRACKS),
-    "trackwise": ("doa", None),
-    "sed_doa": ("doa", 1),
-}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -137,52 +122,6 @@ def median_filter_time(array: np.ndarray, size: int) -> np.ndarray:
     return ndimage.median_filter(array, size=(size,) + (1,) * (array.ndim - 1))
 
 
-def _rotate_class_blocks(
-    array: np.ndarray, tracks: int, num_classes: int, transform: FoaTransform, what: str
-) -> np.ndarray:
-    """Transform the xyz of an output (T, tracks*A*C) laid out [track][coordinate][class], A = 3 or 4.
-
-    A 4th coordinate (distance) is left as it is: rotations and reflections do not move a source
-    nearer or farther.
-    """
-    array = np.asarray(array)
-    per_coordinate = tracks * num_classes
-    if array.ndim != 2 or array.shape[1] not in (3 * per_coordinate, 4 * per_coordinate):
-        raise SeldEdgeError(
-            f"{what} output has shape {array.shape}, expected (T, {3 * per_coordinate}) or (T, {4 * per_coordinate})"
-        )
-    blocks = array.reshape(array.shape[0], tracks, -1, num_classes).copy()
-    xyz = np.moveaxis(blocks[:, :, :3], 2, -1)  # (T, tracks, C, 3)
-    blocks[:, :, :3] = np.moveaxis(transform.vectors(xyz), -1, 2)
-    return blocks.reshape(array.shape)
-
-
-def rotate_outputs(
-    outputs: Mapping[str, np.ndarray], output_format: str, num_classes: int, transform: FoaTransform
-) -> dict[str, np.ndarray]:
-    """Model outputs with their directions transformed, for test-time augmentation.
-
-    Usage: for each transform in FOA_TRANSFORMS, predict on ``transform.features(features)``, map the
-    outputs back with ``rotate_outputs(pred, fmt, C, transform.inverse)`` and average them over the
-    transforms. Only directions change: activities, class probabilities and distances are invariant
-    under rotations and reflections. For (multi-)ACCDOA the vector's length is its activity, which a
-    rotation preserves, so the whole vector is rotated. Other arrays in outputs pass through.
-    """
-    get_output_format(output_format)  # a clear error for an unknown name
-    name, tracks = _DIRECTION_OUTPUTS[output_format]
-    if name not in outputs:
-        raise SeldEdgeError(f"the {output_format} format needs a model output {name!r}, got {sorted(outputs)}")
-    rotated = dict(outputs)
-    if tracks is None:
-        doa = np.asarray(outputs[name])
-        if doa.ndim != 3 or doa.shape[-1] != 3:
-            raise SeldEdgeError(f"track-wise DOA output has shape {doa.shape}, expected (T, K, 3)")
-        rotated[name] = transform.vectors(doa)
-    else:
-        rotated[name] = _rotate_class_blocks(outputs[name], tracks, num_classes, transform, output_format)
-    return rotated
-
-
 # --------------------------------------------------------------------------------------------------
 # settings and decoding
 
@@ -255,40 +194,23 @@ class PostProcessing:
         """Every output median-filtered along time (the step before thresholds)."""
         return {name: median_filter_time(array, self.median_size) for name, array in outputs.items()}
 
-    def _decode(
-        self, smoothed: Mapping[str, np.ndarray], output_format: str, num_classes: int, thresholds: Thresholds
+    def to_events(
+        self, outputs: Mapping[str, np.ndarray], output_format: OutputFormat, num_classes: int
     ) -> list[Event]:
-        """Events from already smoothed outputs with the given thresholds (this object's other settings)."""
-        options: dict[str, Any] = {"threshold": thresholds}
-        if output_format == "multi_accdoa":
-            options["unify_deg"] = self.unify_deg
-        return get_output_format(output_format).decode(smoothed, num_classes, **options)
+        """Events of one clip from its (window-averaged, possibly TTA-averaged) outputs on the 100 ms grid.
 
-    def to_events(self, outputs: Mapping[str, np.ndarray], output_format: str, num_classes: int) -> list[Event]:
-        """Events of one clip from its (window-averaged, possibly TTA-averaged) outputs (T, ...).
-
-        Median filter, then the format's decoder with this object's thresholds (and unify_deg).
+        Median filter, then the format's decoder, which takes its thresholds and options from this object.
         """
-        return self._decode(self._smoothed(outputs), output_format, num_classes, self.thresholds)
+        return output_format.decode(self._smoothed(outputs), num_classes, self)
 
 
 # --------------------------------------------------------------------------------------------------
 # threshold tuning
 
 
-def _loss(scores: Mapping[str, float]) -> float:
-    """Lower is better: the SELD score where the metric has one (dcase2021-2024), else 1 - F (dcase2025).
-
-    A NaN SELD (the 2024 metric with nothing matched at all) counts as the worst possible.
-    """
-    if "SELD" in scores:
-        return float("inf") if np.isnan(scores["SELD"]) else scores["SELD"]
-    return 1.0 - scores["F"]
-
-
 def tune_thresholds(
     clips: Sequence[tuple[Mapping[str, np.ndarray], list[Event]]],
-    output_format: str,
+    output_format: OutputFormat,
     num_classes: int,
     metric: str = "dcase2023",
     grid: Sequence[float] | np.ndarray = THRESHOLD_GRID,
@@ -328,7 +250,7 @@ def tune_thresholds(
             per_clip = []
             for outputs in smoothed:
                 per_class: list[list[Event]] = [[] for _ in range(num_classes)]
-                for event in base._decode(outputs, output_format, num_classes, threshold):
+                for event in output_format.decode(outputs, num_classes, replace(base, thresholds=threshold)):
                     per_class[event.class_index].append(event)
                 per_clip.append(per_class)
             by_threshold[threshold] = per_clip
@@ -339,7 +261,7 @@ def tune_thresholds(
         for clip, reference in enumerate(references):
             events = [e for c, value in enumerate(thresholds) for e in events_at(value)[clip][c]]
             pairs.append((reference, sorted(events, key=lambda e: (e.frame, e.class_index, e.source))))
-        return _loss(evaluate(pairs, metric, num_classes))
+        return selection_score(evaluate(pairs, metric, num_classes))
 
     thresholds = [float(value) for value in class_thresholds(base.thresholds, num_classes)]
     best = loss(thresholds)

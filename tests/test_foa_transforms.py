@@ -6,6 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
+from seld_edge.errors import SeldEdgeError
 from seld_edge.features import compute_features, feature_config
 from seld_edge.foa_transforms import FOA_TRANSFORMS
 from seld_edge.formats.dcase_csv import Event
@@ -92,8 +93,27 @@ def test_features_inverse_undoes_the_transform():
     features = np.random.default_rng(0).standard_normal((7, 20, 16)).astype(np.float32)
     for t in FOA_TRANSFORMS:
         np.testing.assert_array_equal(t.inverse.features(t.features(features)), features)
-    with pytest.raises(ValueError, match="7 channels"):
-        FOA_TRANSFORMS[1].features(features[:4])
+    # 4 log spectra without intensity vectors: permuted like the first four channels of the 7
+    for t in FOA_TRANSFORMS:
+        np.testing.assert_array_equal(t.features(features[:4]), t.features(features)[:4])
+    with pytest.raises(ValueError, match="4 spectra"):
+        FOA_TRANSFORMS[1].features(features[:5])
+
+
+def test_feature_configs_say_which_transforms_their_features_take():
+    from seld_edge.features import feature_config
+    from seld_edge.foa_transforms import STEREO_TRANSFORMS
+
+    assert len(feature_config("foa_logmel_iv").spatial_transforms) == 16
+    stereo = feature_config("stereo_logmel")
+    assert stereo.spatial_transforms == STEREO_TRANSFORMS and len(STEREO_TRANSFORMS) == 2
+    features = np.random.default_rng(1).standard_normal((2, 10, 8)).astype(np.float32)
+    identity, mirror = STEREO_TRANSFORMS
+    np.testing.assert_array_equal(stereo.transform(features, identity), features)
+    np.testing.assert_array_equal(stereo.transform(features, mirror), features[::-1])  # L and R swap
+    assert mirror.events([Event(0, 0, 0, 30.0, 0.0)])[0].azimuth == -30.0  # the mirror negates azimuth
+    with pytest.raises(SeldEdgeError, match="stereo_logmel features have no transform"):
+        stereo.transform(features, FOA_TRANSFORMS[2])
 
 
 def test_events_transform_agrees_with_vectors_transform():

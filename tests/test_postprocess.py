@@ -9,22 +9,15 @@ import pytest
 
 from seld_edge.errors import SeldEdgeError
 from seld_edge.foa_transforms import FOA_TRANSFORMS
+from seld_edge.formats import OutputFormat, get_output_format
+from seld_edge.formats.accdoa import adpit_to_multi_accdoa
 from seld_edge.formats.dcase_csv import Event
-from seld_edge.formats.labels import (
-    OUTPUT_FORMATS,
-    adpit_to_multi_accdoa,
-    encode_accdoa,
-    encode_adpit,
-    encode_sed_doa,
-    encode_trackwise,
-)
 from seld_edge.metrics import evaluate
 from seld_edge.postprocess import (
     PostProcessing,
     label_starts,
     median_filter_time,
     overlap_average,
-    rotate_outputs,
     tune_thresholds,
     window_starts,
 )
@@ -41,14 +34,23 @@ EVENTS = [
     Event(3, 0, 0, -45.0, -80.0, 4.0),
 ]
 
-# Model outputs that exactly encode a list of events, per format (what a perfect model would output).
+FORMATS: dict[str, OutputFormat] = {
+    "accdoa": get_output_format("accdoa", with_distance=True),
+    "multi_accdoa": get_output_format("multi_accdoa", with_distance=True),
+    "trackwise": get_output_format("trackwise"),
+    "sed_doa": get_output_format("sed_doa"),
+}
+ACCDOA = FORMATS["accdoa"]
+
+
+def _perfect(name: str, events: list[Event]) -> dict[str, np.ndarray]:
+    """Model outputs that exactly encode a list of events (what a perfect model would output)."""
+    targets = FORMATS[name].encode(events, N_FRAMES, NUM_CLASSES)
+    return {"accdoa": adpit_to_multi_accdoa(targets["adpit"])} if name == "multi_accdoa" else targets
+
+
 PERFECT_OUTPUTS: dict[str, Callable[[list[Event]], dict[str, np.ndarray]]] = {
-    "accdoa": lambda ev: {"accdoa": encode_accdoa(ev, N_FRAMES, NUM_CLASSES, with_distance=True)},
-    "multi_accdoa": lambda ev: {
-        "accdoa": adpit_to_multi_accdoa(encode_adpit(ev, N_FRAMES, NUM_CLASSES, with_distance=True))
-    },
-    "trackwise": lambda ev: dict(zip(("sed", "doa"), encode_trackwise(ev, N_FRAMES, NUM_CLASSES), strict=True)),
-    "sed_doa": lambda ev: dict(zip(("sed", "doa"), encode_sed_doa(ev, N_FRAMES, NUM_CLASSES), strict=True)),
+    name: (lambda ev, name=name: _perfect(name, ev)) for name in FORMATS
 }
 
 
@@ -151,12 +153,14 @@ def _random_outputs(output_format: str, coords: int, rng: np.random.Generator) -
 
 
 @pytest.mark.parametrize("coords", [3, 4])
-@pytest.mark.parametrize("output_format", list(OUTPUT_FORMATS))
+@pytest.mark.parametrize("output_format", list(FORMATS))
 def test_rotate_then_inverse_is_identity(output_format: str, coords: int) -> None:
     outputs = _random_outputs(output_format, coords, np.random.default_rng(0))
+    options = {"with_distance": coords == 4} if "accdoa" in output_format else {}
+    fmt = get_output_format(output_format, **options)
     for transform in FOA_TRANSFORMS:
-        rotated = rotate_outputs(outputs, output_format, NUM_CLASSES, transform)
-        back = rotate_outputs(rotated, output_format, NUM_CLASSES, transform.inverse)
+        rotated = fmt.transform(outputs, NUM_CLASSES, transform)
+        back = fmt.transform(rotated, NUM_CLASSES, transform.inverse)
         assert back.keys() == outputs.keys()
         for name, array in outputs.items():
             assert back[name].dtype == array.dtype
@@ -165,11 +169,11 @@ def test_rotate_then_inverse_is_identity(output_format: str, coords: int) -> Non
             np.testing.assert_array_equal(rotated["sed"], outputs["sed"])
 
 
-@pytest.mark.parametrize("output_format", list(OUTPUT_FORMATS))
+@pytest.mark.parametrize("output_format", list(FORMATS))
 def test_rotating_outputs_equals_encoding_rotated_events(output_format: str) -> None:
     outputs = PERFECT_OUTPUTS[output_format](EVENTS)
     for transform in FOA_TRANSFORMS:
-        rotated = rotate_outputs(outputs, output_format, NUM_CLASSES, transform)
+        rotated = FORMATS[output_format].transform(outputs, NUM_CLASSES, transform)
         expected = PERFECT_OUTPUTS[output_format](transform.events(EVENTS))
         for name in outputs:
             np.testing.assert_allclose(rotated[name], expected[name], atol=1e-5, err_msg=f"{transform.name} {name}")
@@ -177,12 +181,13 @@ def test_rotating_outputs_equals_encoding_rotated_events(output_format: str) -> 
 
 def test_rotate_outputs_leaves_distance_and_activity_alone() -> None:
     (accdoa,) = PERFECT_OUTPUTS["multi_accdoa"](EVENTS).values()
-    rotated = rotate_outputs({"accdoa": accdoa}, "multi_accdoa", NUM_CLASSES, FOA_TRANSFORMS[5])["accdoa"]
+    fmt = FORMATS["multi_accdoa"]
+    rotated = fmt.transform({"accdoa": accdoa}, NUM_CLASSES, FOA_TRANSFORMS[5])["accdoa"]
     before, after = (a.reshape(N_FRAMES, 3, 4, NUM_CLASSES) for a in (accdoa, rotated))
     np.testing.assert_array_equal(after[:, :, 3], before[:, :, 3])
     np.testing.assert_allclose(np.linalg.norm(after[:, :, :3], axis=2), np.linalg.norm(before[:, :, :3], axis=2))
-    with pytest.raises(SeldEdgeError, match=r"expected \(T, 27\) or \(T, 36\)"):
-        rotate_outputs({"accdoa": accdoa[:, :-1]}, "multi_accdoa", NUM_CLASSES, FOA_TRANSFORMS[5])
+    with pytest.raises(SeldEdgeError, match=r"expected \(T, 36\)"):
+        fmt.transform({"accdoa": accdoa[:, :-1]}, NUM_CLASSES, FOA_TRANSFORMS[5])
 
 
 # ------------------------------------------------------------------------------------------------ decoding
@@ -198,13 +203,13 @@ def _outputs_at_activity(output_format: str, events: list[Event], activity: floa
     return {"accdoa": blocks.reshape(N_FRAMES, -1)}
 
 
-@pytest.mark.parametrize("output_format", list(OUTPUT_FORMATS))
+@pytest.mark.parametrize("output_format", list(FORMATS))
 def test_to_events_uses_per_class_thresholds(output_format: str) -> None:
     events = [Event(1, 0, 0, 30.0, 10.0, 1.0), Event(1, 1, 0, -60.0, 0.0, 2.0)]
     outputs = _outputs_at_activity(output_format, events, 0.6)
 
     def classes(thresholds: float | tuple[float, ...]) -> list[int]:
-        decoded = PostProcessing(thresholds=thresholds).to_events(outputs, output_format, NUM_CLASSES)
+        decoded = PostProcessing(thresholds=thresholds).to_events(outputs, FORMATS[output_format], NUM_CLASSES)
         return [e.class_index for e in decoded]
 
     assert classes((0.5, 0.7, 0.5)) == [0]
@@ -217,8 +222,8 @@ def test_to_events_uses_per_class_thresholds(output_format: str) -> None:
 
 def test_to_events_median_filters_before_thresholds() -> None:
     spike = PERFECT_OUTPUTS["sed_doa"]([Event(2, 0, 0, 0.0, 0.0)])
-    assert len(PostProcessing().to_events(spike, "sed_doa", NUM_CLASSES)) == 1
-    assert PostProcessing(median_size=3).to_events(spike, "sed_doa", NUM_CLASSES) == []
+    assert len(PostProcessing().to_events(spike, FORMATS["sed_doa"], NUM_CLASSES)) == 1
+    assert PostProcessing(median_size=3).to_events(spike, FORMATS["sed_doa"], NUM_CLASSES) == []
 
 
 # ------------------------------------------------------------------------------------------------ tuning
@@ -250,7 +255,7 @@ def _tuning_clip() -> tuple[dict[str, np.ndarray], list[Event]]:
 def test_tune_thresholds_finds_high_and_low_thresholds(metric: str, key: str, sign: int) -> None:
     clips = [_tuning_clip()]
     base = PostProcessing(median_size=3, unify_deg=20.0)
-    tuned = tune_thresholds(clips, "accdoa", NUM_CLASSES, metric=metric, base=base)
+    tuned = tune_thresholds(clips, ACCDOA, NUM_CLASSES, metric=metric, base=base)
     assert isinstance(tuned.thresholds, tuple)
     low_class, high_class, unchanged = tuned.thresholds[1], tuned.thresholds[0], tuned.thresholds[2]
     assert 0.55 <= high_class < 0.9
@@ -259,11 +264,11 @@ def test_tune_thresholds_finds_high_and_low_thresholds(metric: str, key: str, si
     assert (tuned.median_size, tuned.unify_deg) == (3, 20.0)
 
     def score(settings: PostProcessing) -> float:
-        pairs = [(ref, settings.to_events(outputs, "accdoa", NUM_CLASSES)) for outputs, ref in clips]
+        pairs = [(ref, settings.to_events(outputs, ACCDOA, NUM_CLASSES)) for outputs, ref in clips]
         return sign * evaluate(pairs, metric, NUM_CLASSES)[key]
 
     assert score(tuned) > score(base)
-    assert evaluate([(clips[0][1], tuned.to_events(clips[0][0], "accdoa", NUM_CLASSES))], metric, NUM_CLASSES)[
+    assert evaluate([(clips[0][1], tuned.to_events(clips[0][0], ACCDOA, NUM_CLASSES))], metric, NUM_CLASSES)[
         "F"
     ] == pytest.approx(1.0)
 
@@ -271,7 +276,7 @@ def test_tune_thresholds_finds_high_and_low_thresholds(metric: str, key: str, si
 def test_tune_thresholds_keeps_a_base_that_cannot_be_improved() -> None:
     outputs, reference = _tuning_clip()
     best = PostProcessing(thresholds=(0.7, 0.3, 0.5))
-    assert tune_thresholds([(outputs, reference)], "accdoa", NUM_CLASSES, base=best) == best
+    assert tune_thresholds([(outputs, reference)], ACCDOA, NUM_CLASSES, base=best) == best
 
 
 # ------------------------------------------------------------------------------------------------ settings

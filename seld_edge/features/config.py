@@ -7,24 +7,34 @@ computes the same features without any per-model code.
 
 import json
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from seld_edge.errors import SeldEdgeError, unknown_name
 
+if TYPE_CHECKING:
+    from seld_edge.foa_transforms import FoaTransform
+
 IV_NORMS = ("energy", "l2")
+AUDIO_FORMATS = {"foa": 4, "mic": 4, "stereo": 2}
+"""The recording formats a feature kind can read, with their channel counts: first-order ambisonics
+(ACN/SN3D, W Y Z X), the tetrahedral microphone array, and the DCASE 2025 stereo pair."""
 
 
 @dataclass(frozen=True)
 class FeatureConfig:
     """Everything that determines a feature tensor (C_out, T, F) from audio (C_in, N).
 
-    n_mels None means a linear-frequency spectrogram. iv_norm None means no intensity vector;
+    audio_format says which recording the features are computed from (a data set's ``{format}_dev``
+    folder). n_mels None means a linear-frequency spectrogram. iv_norm None means no intensity vector;
     "energy" divides by the DCASE energy term, "l2" by the vector's own norm (EINV2, GLFER-Net).
     crop_frames keeps ceil(N / hop) frames (the DCASE baseline's alignment: a whole number of frames
     per 100 ms label); otherwise all 1 + N // hop centred frames are kept.
     """
 
     kind: str
+    audio_format: str = "foa"
     sample_rate: int = 24000
     in_channels: int = 4
     n_fft: int = 1024
@@ -38,10 +48,16 @@ class FeatureConfig:
     crop_frames: bool = True
 
     def __post_init__(self) -> None:
+        if self.audio_format not in AUDIO_FORMATS:
+            raise ValueError(f"audio_format must be one of {', '.join(AUDIO_FORMATS)}, got {self.audio_format!r}")
+        if self.in_channels != AUDIO_FORMATS[self.audio_format]:
+            raise ValueError(
+                f"{self.audio_format} audio has {AUDIO_FORMATS[self.audio_format]} channels, not {self.in_channels}"
+            )
         if self.iv_norm is not None and self.iv_norm not in IV_NORMS:
             raise ValueError(f"iv_norm must be one of {IV_NORMS} or None, got {self.iv_norm!r}")
-        if self.iv_norm is not None and self.in_channels != 4:
-            raise ValueError("intensity vectors need 4-channel FOA input")
+        if self.iv_norm is not None and self.audio_format != "foa":
+            raise ValueError("intensity vectors need FOA input")
         if not 0 < self.win_length <= self.n_fft:
             raise ValueError("win_length must be in (0, n_fft]")
 
@@ -69,6 +85,29 @@ class FeatureConfig:
         if abs(ratio - round(ratio)) > 1e-9:
             raise SeldEdgeError(f"{self.kind}: hop {self.hop_length} does not divide the {label_rate_hz} Hz label rate")
         return round(ratio)
+
+    @property
+    def audio_folder(self) -> str:
+        """The data set folder of this recording format (STARSS23 layout): foa_dev, mic_dev, stereo_dev."""
+        return f"{self.audio_format}_dev"
+
+    @property
+    def spatial_transforms(self) -> tuple["FoaTransform", ...]:
+        """The FOA transforms these features can undergo exactly, for augmentation and test-time augmentation:
+        all 16 for FOA (channels permute and change sign), the identity and the left-right mirror for stereo
+        (L and R swap), only the identity for the tetrahedral array (no transform maps capsules onto capsules
+        and directions onto directions the way ambisonic channels do)."""
+        from seld_edge.foa_transforms import FOA_TRANSFORMS, STEREO_TRANSFORMS
+
+        return {"foa": FOA_TRANSFORMS, "stereo": STEREO_TRANSFORMS, "mic": FOA_TRANSFORMS[:1]}[self.audio_format]
+
+    def transform(self, features: np.ndarray, transform: "FoaTransform") -> np.ndarray:
+        """Features (C, T, F) of this config as if the scene had been transformed (see spatial_transforms)."""
+        if not any(np.array_equal(transform.matrix, t.matrix) for t in self.spatial_transforms):
+            raise SeldEdgeError(f"{self.kind} features have no transform {transform.name}")
+        if self.audio_format == "stereo":
+            return transform.stereo_features(features)
+        return transform.features(features) if self.audio_format == "foa" else features.copy()
 
     def to_json(self) -> str:
         return json.dumps({"type": "FeatureConfig", **asdict(self)}, sort_keys=True)
@@ -100,7 +139,7 @@ FEATURE_KINDS: dict[str, FeatureConfig] = {
     # FFMamba: Hann window 512 = nfft, hop 300, 128 mels; 4 log-mel + 3 IV, 7 x T x 128 (80 frames/s).
     "foa_logmel_iv_512": FeatureConfig("foa_logmel_iv_512", n_fft=512, win_length=512, hop_length=300, n_mels=128),
     # DCASE 2025 stereo: 40 ms window, 20 ms hop, nfft 1024, 64 mels; 2 x 251 x 64 for 5 s.
-    "stereo_logmel": FeatureConfig("stereo_logmel", in_channels=2, iv_norm=None, crop_frames=False),
+    "stereo_logmel": FeatureConfig("stereo_logmel", "stereo", in_channels=2, iv_norm=None, crop_frames=False),
 }  # fmt: skip
 
 

@@ -7,15 +7,21 @@ Layout (reference/dcase.md)::
 
 A clip's split is the folder it sits in: folders whose name contains "train" are training data,
 those containing "test" held-out data. Audio without metadata is allowed (inference-only sets).
+
+The same clip's recordings in several formats share their split folder and name
+(``foa_dev/dev-test-sony/x.wav`` and ``mic_dev/dev-test-sony/x.wav``): :func:`recordings` finds them
+for a model whose inputs read more than one format.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from seld_edge.audio import AUDIO_SUFFIXES
+from seld_edge.audio import AUDIO_SUFFIXES, find_audio_files
 from seld_edge.errors import SeldEdgeError
 
-AUDIO_FOLDERS = ("foa_dev", "mic_dev", "stereo_dev", "foa_eval", "mic_eval", "stereo_eval")
+AUDIO_FORMATS = ("foa", "mic", "stereo")
+AUDIO_FOLDERS = tuple(f"{fmt}_{part}" for part in ("dev", "eval") for fmt in AUDIO_FORMATS)
 METADATA_FOLDER = "metadata_dev"
 
 
@@ -73,3 +79,56 @@ def find_csvs(root: str | Path) -> dict[str, Path]:
             raise SeldEdgeError(f"{root}: two files named {path.name} ({found[path.stem]} and {path})")
         found[path.stem] = path
     return found
+
+
+def recordings(source: str | Path, audio_formats: Sequence[str]) -> list[dict[str, Path]]:
+    """Each clip of source as {audio format: file}, for every format in audio_formats.
+
+    With one format, source is any audio file or folder (searched recursively). With several, the
+    clips are found in the first format's folder of a STARSS-layout data set, and each clip's other
+    recordings at the same place in the other formats' folders:
+
+    - a file inside ``ROOT/{format}_dev/...`` (or ``_eval``): that clip;
+    - a folder inside such a folder: the clips under it;
+    - a data set root (holding ``{format}_dev/``): every clip of the first format.
+
+    A missing recording is an error naming the file expected, before any work.
+    """
+    source = Path(source)
+    if len(audio_formats) == 1:
+        return [{audio_formats[0]: path} for path in find_audio_files(source)]
+    first = audio_formats[0]
+    if source.is_dir() and (source / f"{first}_dev").is_dir():
+        source = source / f"{first}_dev"
+    anchor = _format_folder(source)
+    if anchor is None:
+        wanted = " and ".join(f"{fmt}_dev/" for fmt in audio_formats)
+        raise SeldEdgeError(f"{source}: this model reads {' and '.join(audio_formats)} recordings; give a data set "
+                            f"in the STARSS layout ({wanted}) or a file inside one")  # fmt: skip
+    index, fmt, part = anchor
+    found = []
+    for path in find_audio_files(source):
+        if path.parts[index] != f"{fmt}_{part}":
+            continue
+        clip = {}
+        for wanted in audio_formats:
+            folder = Path(*path.parts[:index], f"{wanted}_{part}", *path.parts[index + 1 : -1])
+            matches = [
+                folder / f"{path.stem}{suffix}"
+                for suffix in AUDIO_SUFFIXES
+                if (folder / f"{path.stem}{suffix}").is_file()
+            ]
+            if not matches:
+                raise SeldEdgeError(f"{path}: no {wanted} recording of this clip ({folder / path.stem}.wav)")
+            clip[wanted] = matches[0]
+        found.append(clip)
+    return found
+
+
+def _format_folder(path: Path) -> tuple[int, str, str] | None:
+    """(index in path.parts, format, dev|eval) of the innermost {format}_{dev|eval} folder on path."""
+    for index in range(len(path.parts) - 1, -1, -1):
+        fmt, _, part = path.parts[index].rpartition("_")
+        if fmt in AUDIO_FORMATS and part in ("dev", "eval"):
+            return index, fmt, part
+    return None

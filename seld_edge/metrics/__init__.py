@@ -6,6 +6,13 @@ One definition used by training validation (:func:`evaluate`), the CLI (:func:`e
 parity checks. Torch-free.
 """
 
-from seld_edge.metrics.evaluate import METRICS, evaluate, evaluate_dirs, make_scorer
+from seld_edge.metrics.evaluate import (
+    METRICS,
+    evaluate,
+    evaluate_dirs,
+    make_scorer,
+    selection_name,
+    selection_score,
+)
 
-__all__ = ["METRICS", "evaluate", "evaluate_dirs", "make_scorer"]
+__all__ = ["METRICS", "evaluate", "evaluate_dirs", "make_scorer", "selection_name", "selection_score"]

@@ -10,7 +10,8 @@ official scripts crash), and class indices outside ``num_classes`` are refused w
 (the official code silently drops them).
 """
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from seld_edge.errors import SeldEdgeError
@@ -36,6 +37,22 @@ def make_scorer(metric: str, num_classes: int) -> Scorer:
     if metric == "dcase2025":
         return FrameScorer(num_classes, stereo=True)
     raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+
+
+def selection_score(scores: Mapping[str, float]) -> float:
+    """Lower is better: the SELD score where the metric has one (dcase2021-2024), else 1 - F (dcase2025,
+    whose ranking metric is F). It picks the best checkpoint, tunes thresholds and compares runs.
+
+    A NaN SELD (the 2024 metric with nothing matched at all) counts as the worst possible.
+    """
+    if "SELD" in scores:
+        return math.inf if math.isnan(scores["SELD"]) else float(scores["SELD"])
+    return 1.0 - float(scores["F"])
+
+
+def selection_name(metric: str) -> str:
+    """What :func:`selection_score` reports for a metric: "SELD", or "1-F" for dcase2025."""
+    return "1-F" if metric == "dcase2025" else "SELD"
 
 
 def _check_classes(events: Sequence[Event], num_classes: int, where: str) -> None:

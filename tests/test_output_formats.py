@@ -1,4 +1,5 @@
-"""Label encoders and decoders: round trips, the ADPIT slot layout, track unification and errors."""
+"""Output formats: round trips, the ADPIT slot layout, track unification, stereo folding, the halves of
+a two-network model, what each format cannot hold, and errors."""
 
 from collections import defaultdict
 
@@ -6,21 +7,48 @@ import numpy as np
 import pytest
 
 from seld_edge.errors import SeldEdgeError
+from seld_edge.formats import OUTPUT_FORMATS, get_output_format
+from seld_edge.formats.accdoa import adpit_to_multi_accdoa
 from seld_edge.formats.dcase_csv import Event
-from seld_edge.formats.labels import (
-    OUTPUT_FORMATS,
-    adpit_to_multi_accdoa,
-    decode_accdoa,
-    decode_multi_accdoa,
-    decode_sed_doa,
-    decode_trackwise,
-    encode_accdoa,
-    encode_adpit,
-    encode_sed_doa,
-    encode_trackwise,
-    get_output_format,
-)
-from seld_edge.geometry import angular_distance_deg, polar_to_unit
+from seld_edge.geometry import angular_distance_deg, fold_azimuth_front, polar_to_unit
+from seld_edge.postprocess import PostProcessing
+
+
+def encode_accdoa(events, n, c, with_distance=False):
+    return get_output_format("accdoa", with_distance=with_distance).encode(events, n, c)["accdoa"]
+
+
+def decode_accdoa(output, c, threshold=0.5):
+    fmt = get_output_format("accdoa", with_distance=output.shape[1] == 4 * c)
+    return fmt.decode({"accdoa": output}, c, PostProcessing(thresholds=threshold))
+
+
+def encode_adpit(events, n, c, with_distance=False):
+    return get_output_format("multi_accdoa", with_distance=with_distance).encode(events, n, c)["adpit"]
+
+
+def decode_multi_accdoa(output, c, threshold=0.5, unify_deg=15.0):
+    fmt = get_output_format("multi_accdoa", with_distance=output.shape[1] == 12 * c)
+    return fmt.decode({"accdoa": output}, c, PostProcessing(thresholds=threshold, unify_deg=unify_deg))
+
+
+def encode_trackwise(events, n, c):
+    targets = get_output_format("trackwise").encode(events, n, c)
+    return targets["sed"], targets["doa"]
+
+
+def decode_trackwise(sed, doa, c, threshold=0.5):
+    return get_output_format("trackwise").decode({"sed": sed, "doa": doa}, c, PostProcessing(thresholds=threshold))
+
+
+def encode_sed_doa(events, n, c):
+    targets = get_output_format("sed_doa").encode(events, n, c)
+    return targets["sed"], targets["doa"]
+
+
+def decode_sed_doa(sed, doa, c, threshold=0.5):
+    return get_output_format("sed_doa").decode({"sed": sed, "doa": doa}, c, PostProcessing(thresholds=threshold))
+
 
 N_FRAMES = 6
 NUM_CLASSES = 5
@@ -133,12 +161,127 @@ def test_sed_doa_round_trip() -> None:
 
 @pytest.mark.parametrize("name", ["accdoa", "multi_accdoa", "trackwise", "sed_doa"])
 def test_registry_round_trip_by_name(name: str) -> None:
-    fmt = OUTPUT_FORMATS[name]
+    fmt = get_output_format(name)
     targets = fmt.encode(DISTINCT_CLASSES, N_FRAMES, NUM_CLASSES)
     assert tuple(targets) == fmt.targets
     outputs = {"accdoa": adpit_to_multi_accdoa(targets["adpit"])} if name == "multi_accdoa" else targets
-    decoded = fmt.decode(outputs, NUM_CLASSES, threshold=0.5)
+    decoded = fmt.decode(outputs, NUM_CLASSES, PostProcessing())
     _assert_same_events(decoded, _renumbered(DISTINCT_CLASSES, keep_distance=False))
+    assert fmt.csv_form == "cartesian"
+
+
+def test_every_registered_format_is_a_class_with_its_name() -> None:
+    assert sorted(OUTPUT_FORMATS) == ["accdoa", "doa", "multi_accdoa", "sed", "sed_doa", "stereo_accdoa", "trackwise"]
+    for name, cls in OUTPUT_FORMATS.items():
+        assert cls.name == name and get_output_format(name).name == name
+
+
+def test_unknown_options_get_suggestions() -> None:
+    with pytest.raises(SeldEdgeError, match="did you mean with_distance"):
+        get_output_format("accdoa", with_distanse=True)
+    with pytest.raises(SeldEdgeError, match="sed_doa takes no options"):
+        get_output_format("sed_doa", with_distance=True)
+
+
+# ------------------------------------------------------------------------------------------------ stereo
+
+
+STEREO = [
+    Event(0, 0, 0, 30.0, 0.0, 1.25),
+    Event(0, 2, 0, -89.0, 0.0, 2.5),
+    Event(3, 4, 0, 0.0, 0.0, 0.75),
+    Event(4, 1, 0, 150.0, 0.0, 3.0),  # behind: folded to 30
+    Event(5, 3, 0, -120.0, 0.0, 4.125),  # behind: folded to -60
+]
+
+
+def test_stereo_accdoa_round_trip_keeps_folded_azimuth_and_distance() -> None:
+    fmt = get_output_format("stereo_accdoa")
+    target = fmt.encode(STEREO, N_FRAMES, NUM_CLASSES)["accdoa"]
+    assert target.shape == (N_FRAMES, 3 * NUM_CLASSES) and fmt.csv_form == "dcase2025"
+    decoded = fmt.decode({"accdoa": target}, NUM_CLASSES, PostProcessing())
+    assert [(e.frame, e.class_index, e.source) for e in decoded] == [(e.frame, e.class_index, 0) for e in STEREO]
+    for got, want in zip(decoded, STEREO, strict=True):
+        assert abs(got.azimuth - float(fold_azimuth_front(want.azimuth))) < 1e-6
+        assert abs(got.distance - want.distance) < 1e-6
+        assert got.elevation == 0.0
+
+
+def test_stereo_activity_is_the_xy_norm_only() -> None:
+    # x = y = 0 with a distance of 2 m: silent (the 3-D accdoa format would read the distance as z)
+    output = np.zeros((1, 3 * 2), dtype=np.float32)
+    output[0, 2 * 2 + 1] = 2.0  # distance block, class 1
+    output[0, 0] = 0.6  # class 0: x 0.6
+    decoded = get_output_format("stereo_accdoa").decode({"accdoa": output}, 2, PostProcessing())
+    assert [(e.class_index, e.azimuth, e.distance) for e in decoded] == [(0, 0.0, 0.0)]
+    # an output pointing backwards decodes folded to the front
+    output[0, :2] = [-0.7, 0.0]  # class 0: x -0.7 -> azimuth 180 -> folded 0
+    output[0, 2] = 0.7  # class 0: y 0.7 -> with x -0.7 azimuth 135 -> folded 45
+    (event,) = get_output_format("stereo_accdoa").decode({"accdoa": output}, 2, PostProcessing())
+    assert event.azimuth == pytest.approx(45.0)
+
+
+def test_stereo_mirror_transform_negates_azimuth_and_refuses_elevation_mixing() -> None:
+    from seld_edge.foa_transforms import FOA_TRANSFORMS, STEREO_TRANSFORMS
+
+    fmt = get_output_format("stereo_accdoa")
+    target = fmt.encode(STEREO, N_FRAMES, NUM_CLASSES)
+    mirror = STEREO_TRANSFORMS[1]
+    mirrored = fmt.decode(fmt.transform(target, NUM_CLASSES, mirror), NUM_CLASSES, PostProcessing())
+    original = fmt.decode(target, NUM_CLASSES, PostProcessing())
+    assert [e.azimuth for e in mirrored] == pytest.approx([-e.azimuth for e in original], abs=1e-6)
+    assert [e.distance for e in mirrored] == pytest.approx([e.distance for e in original])
+    tilt = next(t for t in FOA_TRANSFORMS if t.matrix[2, 2] == -1 and np.array_equal(t.matrix[:2, :2], np.eye(2)))
+    fmt.transform(target, NUM_CLASSES, tilt)  # z flip leaves the horizontal plane alone
+
+
+# ------------------------------------------------------------------------------------------------ halves of a model
+
+
+def test_sed_and_doa_halves_encode_sed_doas_targets_and_complete_each_other() -> None:
+    sed_doa = get_output_format("sed_doa").encode(DISTINCT_CLASSES, N_FRAMES, NUM_CLASSES)
+    sed = get_output_format("sed").encode(DISTINCT_CLASSES, N_FRAMES, NUM_CLASSES)
+    doa = get_output_format("doa").encode(DISTINCT_CLASSES, N_FRAMES, NUM_CLASSES)
+    np.testing.assert_array_equal(sed["sed"], sed_doa["sed"])
+    np.testing.assert_array_equal(doa["doa"], sed_doa["doa"])
+    for name, outputs in (("sed", sed), ("doa", doa)):
+        fmt = get_output_format(name)
+        assert not fmt.decodable
+        with pytest.raises(SeldEdgeError, match="compose it"):
+            fmt.decode(outputs, NUM_CLASSES, PostProcessing())
+        full, completed = fmt.oracle(outputs, DISTINCT_CLASSES, NUM_CLASSES)
+        assert full.name == "sed_doa"
+        _assert_same_events(
+            full.decode(completed, NUM_CLASSES, PostProcessing()), _renumbered(DISTINCT_CLASSES, keep_distance=False)
+        )
+
+
+def test_the_sed_half_is_scored_on_detection_with_reference_directions() -> None:
+    # A SED network that misses class 2 and invents class 1 in frame 0: its oracle events are the reference's
+    # directions on the detected classes only.
+    sed = get_output_format("sed").encode(DISTINCT_CLASSES, N_FRAMES, NUM_CLASSES)["sed"].copy()
+    sed[0, 2], sed[0, 1] = 0.0, 1.0
+    full, completed = get_output_format("sed").oracle({"sed": sed}, DISTINCT_CLASSES, NUM_CLASSES)
+    events = full.decode(completed, NUM_CLASSES, PostProcessing())
+    assert [(e.frame, e.class_index) for e in events if e.frame == 0] == [(0, 0), (0, 1), (0, 4)]
+
+
+# ------------------------------------------------------------------------------------------------ capacity
+
+
+def test_each_format_counts_the_events_it_cannot_hold() -> None:
+    four_of_a_class = [Event(0, 0, source, 90.0 * source, 0.0) for source in range(4)]
+    four_classes = [Event(3, c, 0, 0.0, 0.0) for c in range(4)]
+    for name, events, dropped in (
+        ("multi_accdoa", four_of_a_class, 1),
+        ("multi_accdoa", four_classes, 0),
+        ("accdoa", four_of_a_class, 3),
+        ("sed_doa", SAME_CLASS, 3),
+        ("trackwise", four_classes, 1),
+        ("trackwise", four_of_a_class, 1),
+        ("trackwise", DISTINCT_CLASSES, 0),
+    ):
+        assert get_output_format(name).dropped(events) == dropped, name
 
 
 def test_unknown_format_name_suggests_the_close_one() -> None:
@@ -265,16 +408,18 @@ def test_distance_labels_need_distances() -> None:
         encode_adpit([Event(0, 0, 0, 0.0, 0.0)], 1, 1, with_distance=True)
 
 
-def test_too_many_events_for_the_tracks_names_the_frame() -> None:
-    events = [Event(3, c, 0, 0.0, 0.0) for c in range(4)]
-    with pytest.raises(SeldEdgeError, match="frame 3 has 4 events"):
-        encode_trackwise(events, N_FRAMES, NUM_CLASSES)
+def test_more_events_than_tracks_keeps_the_first_three() -> None:
+    # Real STARSS frames can hold four events; like ADPIT, the track-wise format keeps three (by class).
+    events = [Event(3, c, 0, 30.0 * c, 0.0) for c in range(4)]
+    sed, doa = encode_trackwise(events, N_FRAMES, NUM_CLASSES)
+    np.testing.assert_array_equal(sed[3].argmax(axis=-1), [0, 1, 2])
+    np.testing.assert_allclose(doa[3], polar_to_unit([0.0, 30.0, 60.0], [0.0, 0.0, 0.0]), atol=1e-6)
 
 
 def test_decoders_reject_outputs_for_another_class_count() -> None:
     with pytest.raises(SeldEdgeError, match="expected"):
         decode_accdoa(np.zeros((2, 3 * 13)), 12)
-    with pytest.raises(SeldEdgeError, match=r"\(T, 117\) or \(T, 156\)"):
+    with pytest.raises(SeldEdgeError, match=r"\(T, 117\)"):
         decode_multi_accdoa(np.zeros((2, 100)), 13)
     with pytest.raises(SeldEdgeError, match="track-wise"):
         decode_trackwise(np.zeros((2, 3, 13)), np.zeros((2, 2, 3)), 13)
