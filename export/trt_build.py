@@ -88,13 +88,13 @@ class ShapeProfile:
 def shape_profile(meta: ModelMetadata, options: EngineOptions) -> ShapeProfile:
     """min / opt / max shapes for the options' clip lengths: min defaults to one label frame (a stream's
     first call), opt to the model's window."""
-    per_label, rate = meta.frames_per_label, meta.label_rate_hz
-    config = meta.feature_config
+    config = meta.feature_config  # single-input models (a composite's engine is not built yet)
+    per_label, rate = meta.frames_per_label(meta.inputs[0]), meta.label_rate_hz
     low = 1 if options.min_seconds is None else max(1, math.ceil(options.min_seconds * rate - 1e-9))
     high = math.floor(options.max_seconds * rate + 1e-9)
     if high < low:
         raise SeldEdgeError(f"no whole {1 / rate:g} s label frame between {low / rate:g} and {options.max_seconds:g} s")
-    window = meta.window_frames // per_label
+    window = meta.window_labels
     best = window if options.opt_seconds is None else round(options.opt_seconds * rate)
     best = min(max(best, low), high)
 

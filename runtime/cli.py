@@ -1,8 +1,8 @@
 """``seld-edge run MODEL AUDIO_OR_DIR -o OUT_DIR [--stream]``: the torch-free runtime's command.
 
-Registered on the main group by seld_edge.cli (``main.add_command(run_command)``), whose wrapper turns
-SeldEdgeError into one line and exit code 2. Imports stay inside the command so that ``seld-edge``
-starts without loading onnxruntime for its other commands.
+:func:`register` adds it to the main group (through the ``seld_edge.commands`` entry point), whose
+wrapper turns SeldEdgeError into one line and exit code 2. Imports stay inside the command so that
+``seld-edge`` starts without loading onnxruntime for its other commands.
 """
 
 import math
@@ -59,6 +59,7 @@ def run_command(
     from runtime.pipeline import run_files, stream_files
     from runtime.stream import LatencyStats
     from seld_edge.errors import SeldEdgeError
+    from seld_edge.formats.label_rate import DCASE_LABEL_RATE_HZ
 
     loaded = load_model(model, provider=provider, threads=threads)
     meta = loaded.metadata
@@ -76,7 +77,7 @@ def run_command(
     files = set()
     for path, frame in stream_files(loaded, audio, out_dir, block_ms / 1000.0, lookahead, stats):
         files.add(path)
-        seconds = frame.index / meta.label_rate_hz
+        seconds = frame.index / DCASE_LABEL_RATE_HZ
         for e in frame.events:
             click.echo(
                 f"{path.name}  {seconds:8.1f} s  {meta.class_names[e.class_index]:<20} "
@@ -84,3 +85,8 @@ def run_command(
             )
     click.echo(f"per-block latency ({block_ms} ms blocks): {stats.format()}")
     click.echo(f"wrote {len(files)} CSV files to {out_dir}")
+
+
+def register(main: click.Group) -> None:
+    """The runtime's commands (entry point ``seld_edge.commands``: runtime)."""
+    main.add_command(run_command)

@@ -8,7 +8,7 @@ intra-op thread count, and no spin-waiting, because on an edge CPU the audio cap
 extraction share the cores with ONNX Runtime and a spinning thread pool would steal their time.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +18,7 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from seld_edge.errors import SeldEdgeError
-from seld_edge.model_metadata import INPUT_NAME, ModelMetadata
+from seld_edge.model_metadata import ModelMetadata
 
 if TYPE_CHECKING:
     from runtime.trt_engine import TrtModel
@@ -80,10 +80,11 @@ def session_options(threads: int = 0) -> ort.SessionOptions:
 
 @dataclass(frozen=True)
 class OnnxModel:
-    """A loaded model: call it with a feature batch (B, C, T, F) float32 to get its named outputs.
+    """A loaded model: call it with feature batches (B, C, T, F) float32 by input name to get its outputs.
 
-    T is any multiple of ``metadata.frames_per_label``; each output has T / frames_per_label frames.
-    This is the :data:`seld_edge.inference.Network` callable that windowed inference and streaming use.
+    T is any multiple of the input's frames per label frame (the window, for a graph with a fixed time
+    axis); each output has T / frames_per_label frames. This is the :data:`seld_edge.inference.Network`
+    callable that windowed inference and streaming use.
     """
 
     path: Path
@@ -97,7 +98,7 @@ class OnnxModel:
         Offline inference always feeds whole windows, so it runs such a graph; streaming needs
         shorter inputs at the start of a stream and refuses it.
         """
-        frames = self.session.get_inputs()[0].shape[2]
+        frames = self.session.get_inputs()[0].shape[2]  # all inputs are fixed or none (the exporter's choice)
         return frames if isinstance(frames, int) else None
 
     @property
@@ -110,10 +111,10 @@ class OnnxModel:
         """The execution providers the session actually uses (ORT drops those that fail to start)."""
         return self.session.get_providers()
 
-    def __call__(self, features: np.ndarray) -> dict[str, np.ndarray]:
-        batch = np.ascontiguousarray(features, dtype=np.float32)
+    def __call__(self, features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds = {i.name: np.ascontiguousarray(features[i.name], dtype=np.float32) for i in self.metadata.inputs}
         names = list(self.metadata.output_names)
-        return dict(zip(names, self.session.run(names, {INPUT_NAME: batch}), strict=True))
+        return dict(zip(names, self.session.run(names, feeds), strict=True))
 
 
 def load_model(path: str | Path, provider: str = "cpu", threads: int = 0) -> "OnnxModel | TrtModel":
@@ -150,31 +151,29 @@ def load_model(path: str | Path, provider: str = "cpu", threads: int = 0) -> "On
 def _check_graph(path: Path, session: ort.InferenceSession, metadata: ModelMetadata) -> None:
     """The graph must take the features the metadata describes and give the outputs it names."""
     inputs = {i.name: i for i in session.get_inputs()}
-    if INPUT_NAME not in inputs:
-        raise SeldEdgeError(f"{path}: the graph has no input {INPUT_NAME!r} (inputs: {', '.join(inputs)})")
-    shape = inputs[INPUT_NAME].shape
-    config = metadata.feature_config
-    expected = (None, config.out_channels, None, config.n_bins)
-    matches = len(shape) == 4 and all(
-        not isinstance(s, int) or e is None or s == e for s, e in zip(shape, expected, strict=True)
-    )
-    if not matches:
+    expected_names = [i.name for i in metadata.inputs]
+    if sorted(inputs) != sorted(expected_names):
         raise SeldEdgeError(
-            f"{path}: input {INPUT_NAME!r} has shape {shape}, but the metadata's {config.kind} features are "
-            f"(batch, {config.out_channels}, frames, {config.n_bins})"
+            f"{path}: the graph's inputs are {sorted(inputs)}, but its metadata describes {sorted(expected_names)}"
         )
-    if len(inputs) != 1:
-        raise SeldEdgeError(f"{path}: the graph takes {len(inputs)} inputs, expected only {INPUT_NAME!r}")
-    if isinstance(shape[2], int) and shape[2] != metadata.window_frames:
-        raise SeldEdgeError(
-            f"{path}: the graph fixes the time axis at {shape[2]} frames, but its window is {metadata.window_frames}"
+    for model_input in metadata.inputs:
+        shape = inputs[model_input.name].shape
+        config = model_input.feature_config
+        expected = (None, config.out_channels, None, config.n_bins)
+        matches = len(shape) == 4 and all(
+            not isinstance(s, int) or e is None or s == e for s, e in zip(shape, expected, strict=True)
         )
+        if not matches:
+            raise SeldEdgeError(
+                f"{path}: input {model_input.name!r} has shape {shape}, but the metadata's {config.kind} features are "
+                f"(batch, {config.out_channels}, frames, {config.n_bins})"
+            )
+        window = metadata.window_frames(model_input)
+        if isinstance(shape[2], int) and shape[2] != window:
+            raise SeldEdgeError(
+                f"{path}: the graph fixes input {model_input.name!r} at {shape[2]} frames, but its window is {window}"
+            )
     outputs = {o.name for o in session.get_outputs()}
     missing = [name for name in metadata.output_names if name not in outputs]
     if missing:
         raise SeldEdgeError(f"{path}: the metadata names outputs {missing} that the graph lacks")
-    if metadata.window_frames < 1 or metadata.window_frames % metadata.frames_per_label:
-        raise SeldEdgeError(
-            f"{path}: window of {metadata.window_frames} feature frames is not a whole number of "
-            f"{metadata.frames_per_label}-frame labels"
-        )

@@ -1,11 +1,10 @@
 """Audio files through an exported model to DCASE CSVs: whole clips (offline) or streamed in blocks.
 
-The torch-free twin of :func:`training.predict.predict_files`: the same features, windows (the
-model's window, hop 2.5 s), overlap averaging, post-processing and CSV form (Cartesian for FOA, the
-DCASE 2025 form for stereo), so ``seld-edge predict`` and ``seld-edge run`` of one model write the
-same files. Every audio header is checked against the model before any work, and nothing is written
-until every file has been processed, so bad input leaves no partial output; each CSV is written
-atomically.
+Used by ``seld-edge run`` with an exported model and by ``seld-edge predict`` with a PyTorch one: the
+same features, windows (the model's window, hop 2.5 s), overlap averaging, post-processing and CSV
+form (the output format's), so the two write the same files. Every audio header is checked against the
+model before any work, and nothing is written until every file has been processed, so bad input leaves
+no partial output; each CSV is written atomically.
 """
 
 import os
@@ -19,10 +18,12 @@ import soundfile as sf
 from tqdm import tqdm
 
 from runtime.stream import LabelFrame, LatencyStats, StreamingSeld
-from seld_edge.audio import check_audio_file, find_audio_files
+from seld_edge.audio import check_audio_file
 from seld_edge.errors import SeldEdgeError
-from seld_edge.features import FeatureConfig, features_from_file
+from seld_edge.features import features_from_file
 from seld_edge.formats import Event, write_events
+from seld_edge.formats.dataset import recordings
+from seld_edge.formats.label_rate import outputs_on_grid
 from seld_edge.inference import windowed_outputs
 from seld_edge.model_metadata import ModelMetadata
 
@@ -39,34 +40,33 @@ class Model(Protocol):
     @property
     def metadata(self) -> ModelMetadata: ...
 
-    def __call__(self, features: np.ndarray) -> Mapping[str, np.ndarray]: ...
+    def __call__(self, features: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]: ...
 
 
-def csv_form(config: FeatureConfig) -> str:
-    """The CSV form for a model's input: the DCASE 2025 form for stereo, 7-column Cartesian for FOA."""
-    return "dcase2025" if config.in_channels == 2 else "cartesian"
+Job = tuple[dict[str, Path], Path]
+"""One clip to run: its recording for each input (by input name) and the CSV to write."""
 
 
-def check_audio(path: Path, config: FeatureConfig) -> None:
-    """Refuse, from its header, an audio file the model cannot take: one line naming file and numbers."""
-    check_audio_file(path, config.sample_rate, config.in_channels, config.min_samples)
-
-
-def plan(source: str | Path, out_dir: str | Path, config: FeatureConfig) -> list[tuple[Path, Path]]:
-    """(audio file, CSV path) pairs for source (a file or a folder), after every check that needs no
-    model run: each header against the model, CSV names unique, out_dir writable."""
-    files = find_audio_files(source)
-    for path in files:
-        check_audio(path, config)
-    out_dir = Path(out_dir)
-    targets = [out_dir / f"{path.stem}.csv" for path in files]
+def plan(source: str | Path, out_dir: str | Path, meta: ModelMetadata) -> list[Job]:
+    """The clips of source (a file or a folder; STARSS layout for a model reading several recordings)
+    and their CSV paths, after every check that needs no model run: each header against the model, CSV
+    names unique, out_dir writable."""
+    formats = list(dict.fromkeys(i.feature_config.audio_format for i in meta.inputs))
+    jobs = []
+    for clip in recordings(source, formats):
+        files = {i.name: clip[i.feature_config.audio_format] for i in meta.inputs}
+        for model_input in meta.inputs:
+            config = model_input.feature_config
+            check_audio_file(files[model_input.name], config.sample_rate, config.in_channels, config.min_samples)
+        jobs.append((files, Path(out_dir) / f"{clip[formats[0]].stem}.csv"))
     seen: dict[Path, Path] = {}
-    for path, target in zip(files, targets, strict=True):
+    for files, target in jobs:
+        first = next(iter(files.values()))
         if target in seen:
-            raise SeldEdgeError(f"{seen[target]} and {path} would both write {target}; rename one")
-        seen[target] = path
-    _check_writable(out_dir)
-    return list(zip(files, targets, strict=True))
+            raise SeldEdgeError(f"{seen[target]} and {first} would both write {target}; rename one")
+        seen[target] = first
+    _check_writable(Path(out_dir))
+    return jobs
 
 
 def _check_writable(out_dir: Path) -> None:
@@ -80,41 +80,50 @@ def _check_writable(out_dir: Path) -> None:
     os.unlink(probe)
 
 
-def window_and_hop(metadata: ModelMetadata) -> tuple[int, int]:
-    """Offline window and hop in feature frames: the model's window, and 2.5 s (at most the window)."""
-    per_label = metadata.frames_per_label
-    hop = max(per_label, round(HOP_SECONDS * metadata.label_rate_hz) * per_label)
-    return metadata.window_frames, min(hop, metadata.window_frames)
+def hop_labels(meta: ModelMetadata, hop_seconds: float = HOP_SECONDS) -> int:
+    """Hop between offline windows in label frames: hop_seconds, at least one frame and at most the
+    window (a longer hop would leave frames between windows without an output)."""
+    return min(max(1, round(hop_seconds * meta.label_rate_hz)), meta.window_labels)
 
 
-def clip_events(model: Model, features: np.ndarray, tta: bool = False) -> list[Event]:
-    """Events of one clip's features (C, T, F): windowed outputs, then the model's post-processing.
+def clip_features(meta: ModelMetadata, files: Mapping[str, Path]) -> dict[str, np.ndarray]:
+    """Features of one clip by input name, each from its input's recording."""
+    return {i.name: features_from_file(files[i.name], i.feature_config) for i in meta.inputs}
 
-    tta averages over the 16 FOA rotations (seld_edge.inference.windowed_outputs).
-    """
+
+def grid_outputs(
+    model: Model, features: Mapping[str, np.ndarray], tta: bool = False, hop_seconds: float = HOP_SECONDS
+) -> dict[str, np.ndarray]:
+    """A clip's outputs on the 100 ms grid from its features (C, T, F) by input name: windowed outputs at
+    the model's rate (seld_edge.inference.windowed_outputs, with tta), then put on the grid."""
     meta = model.metadata
-    window, hop = window_and_hop(meta)
-    outputs = windowed_outputs(
-        model, features, meta.frames_per_label, window, hop, meta.output_format, meta.num_classes, tta=tta
-    )
-    return meta.postprocess.to_events(outputs, meta.output_format, meta.num_classes)
+    outputs = windowed_outputs(model, features, meta, hop_labels(meta, hop_seconds), tta=tta)
+    return outputs_on_grid(outputs, meta.label_rate_hz)
+
+
+def clip_events(
+    model: Model, features: Mapping[str, np.ndarray], tta: bool = False, hop_seconds: float = HOP_SECONDS
+) -> list[Event]:
+    """Events of one clip: :func:`grid_outputs`, then the model's post-processing."""
+    meta = model.metadata
+    return meta.postprocess.to_events(grid_outputs(model, features, tta, hop_seconds), meta.format, meta.num_classes)
 
 
 def run_files(
     model: Model, source: str | Path, out_dir: str | Path, progress: bool = True, tta: bool = False
 ) -> list[Path]:
-    """Offline: one DCASE CSV per audio file of source (a file or a folder, searched recursively).
+    """Offline: one DCASE CSV per clip of source (a file or a folder, searched recursively).
 
     Any Model runs here: ONNX Runtime for `seld-edge run`, PyTorch for `seld-edge predict`.
     """
-    config = model.metadata.feature_config
-    pairs = plan(source, out_dir, config)
+    meta = model.metadata
+    jobs = plan(source, out_dir, meta)
     results = [
-        (target, clip_events(model, features_from_file(path, config), tta))
-        for path, target in tqdm(pairs, desc="run", unit="file", disable=not progress)
+        (target, clip_events(model, clip_features(meta, files), tta))
+        for files, target in tqdm(jobs, desc="clips", unit="file", disable=not progress)
     ]
     for target, events in results:
-        write_events(target, events, form=csv_form(config))
+        write_events(target, events, form=meta.format.csv_form)
     return [target for target, _ in results]
 
 
@@ -127,7 +136,7 @@ def stream_file(
 ) -> Iterator[LabelFrame]:
     """Stream one file through the model in blocks of block_seconds, yielding label frames as they come.
 
-    The file is read block by block (constant memory); its header should have passed :func:`check_audio`.
+    The file is read block by block (constant memory); its header should have passed :func:`plan`'s checks.
     lookahead is in label frames (see :class:`runtime.stream.StreamingSeld`).
     """
     config = model.metadata.feature_config
@@ -158,14 +167,15 @@ def stream_files(
     The CSVs appear only once the iterator is exhausted, so an error in any file leaves none. The
     events are kept until then (their size is that of the CSVs); the stream itself is constant memory.
     """
-    config = model.metadata.feature_config
-    pairs = plan(source, out_dir, config)
+    meta = model.metadata
+    jobs = plan(source, out_dir, meta)
     results: list[tuple[Path, list[Event]]] = []
-    for path, target in pairs:
+    for files, target in jobs:
+        (path,) = files.values()
         events: list[Event] = []
         for frame in stream_file(model, path, block_seconds, lookahead, stats):
             events.extend(frame.events)
             yield path, frame
         results.append((target, events))
     for target, events in results:
-        write_events(target, events, form=csv_form(config))
+        write_events(target, events, form=meta.format.csv_form)

@@ -50,6 +50,7 @@ from seld_edge.features import FeatureConfig
 from seld_edge.features.extract import linear_features, log_features, window_for
 from seld_edge.features.functional import frame_spectra
 from seld_edge.formats import Event
+from seld_edge.formats.label_rate import rate_ratio
 from seld_edge.inference import Network
 from seld_edge.model_metadata import ModelMetadata
 from seld_edge.postprocess import median_filter_time
@@ -224,20 +225,23 @@ class StreamingSeld:
     def __init__(
         self, metadata: ModelMetadata, network: Network, lookahead: int = 0, stats: LatencyStats | None = None
     ) -> None:
-        window_labels = metadata.window_frames // metadata.frames_per_label
-        if not 0 <= lookahead < window_labels:
+        if not 0 <= lookahead < metadata.window_labels:
             raise SeldEdgeError(
                 f"look-ahead of {lookahead} label frames must be 0 or more and less than the model's window "
-                f"({window_labels} label frames)"
+                f"({metadata.window_labels} label frames)"
             )
+        config = metadata.feature_config  # one input: a live source is one recording
+        (self._input,) = metadata.inputs
         self.metadata = metadata
         self.stats = LatencyStats() if stats is None else stats
         self._network = network
         self._lookahead = lookahead
-        config = metadata.feature_config
         self._features = FeatureStream(config)
-        self._per_label = metadata.frames_per_label
-        self._window = metadata.window_frames
+        self._per_label = metadata.frames_per_label(self._input)
+        self._window = metadata.window_frames(self._input)
+        self._format = metadata.format
+        self._up, self._down = rate_ratio(metadata.label_rate_hz)
+        self._pending: list[dict[str, np.ndarray]] = []  # model frames waiting to make one grid frame
         # Each frame is written twice, at f % W and f % W + W, so the latest W frames are one slice.
         self._ring = np.zeros((config.out_channels, 2 * self._window, config.n_bins), np.float32)
         self._frames = 0
@@ -266,6 +270,8 @@ class StreamingSeld:
             emitted += self._run(min(self._frames, self._window - zeros), zeros)
         for row in range(-min(self._lookahead, self._completed), 0):
             emitted += self._add_outputs(row)
+        if self._pending:
+            emitted += self._add_grid_frames()
         while self._emitted < self._labels:
             emitted.append(self._emit())
         return emitted
@@ -288,16 +294,29 @@ class StreamingSeld:
         log_features(window, config)
         if zeros:
             window = np.concatenate([window, np.zeros((window.shape[0], zeros, window.shape[2]), np.float32)], axis=1)
-        outputs = self._network(window[None])
+        outputs = self._network({self._input.name: window[None]})
         self._latest = {name: np.asarray(outputs[name])[0] for name in self.metadata.output_names}
         self._completed += 1
         return self._add_outputs(-1 - self._lookahead) if self._completed > self._lookahead else []
 
     def _add_outputs(self, row: int) -> list[LabelFrame]:
-        """Take the next label frame's outputs from the latest window's row; emit what the median allows."""
-        self._recent.append({name: array[row] for name, array in self._latest.items()})
-        self._labels += 1
-        return [self._emit()] if self._labels - self._emitted > self._median_size // 2 else []
+        """Take the next model frame's outputs from the latest window's row; grid frames follow once a
+        faster model's group of frames is complete (seld_edge.formats.label_rate)."""
+        self._pending.append({name: array[row] for name, array in self._latest.items()})
+        return self._add_grid_frames() if len(self._pending) == self._down else []
+
+    def _add_grid_frames(self) -> list[LabelFrame]:
+        """The pending model frames as grid frames (their mean; repeated for a slower model); emit what the
+        median allows."""
+        frame = {name: np.mean([p[name] for p in self._pending], axis=0) for name in self._pending[0]}
+        self._pending = []
+        emitted = []
+        for _ in range(self._up):
+            self._recent.append(frame)
+            self._labels += 1
+            if self._labels - self._emitted > self._median_size // 2:
+                emitted.append(self._emit())
+        return emitted
 
     def _emit(self) -> LabelFrame:
         """The next label frame: median over the outputs held (clip-start/end reflection as offline), decoded."""
@@ -309,6 +328,6 @@ class StreamingSeld:
             ]
             for name in self.metadata.output_names
         }
-        events = self._decoder.to_events(row, self.metadata.output_format, self.metadata.num_classes)
+        events = self._decoder.to_events(row, self._format, self.metadata.num_classes)
         self._emitted += 1
         return LabelFrame(index, tuple(replace(e, frame=index) for e in events))

@@ -12,6 +12,7 @@ install has neither.
 """
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,8 +70,8 @@ class TrtModel:
     def parity_bound(self) -> float:
         return PARITY_BOUNDS[self.sidecar.precision]
 
-    def __call__(self, features: np.ndarray) -> dict[str, np.ndarray]:
-        batch = np.ascontiguousarray(features, dtype=np.float32)
+    def __call__(self, features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        batch = np.ascontiguousarray(features[INPUT_NAME], dtype=np.float32)
         low, high = self.sidecar.frame_range
         if not low <= batch.shape[2] <= high:
             raise SeldEdgeError(

@@ -25,7 +25,7 @@ from seld_edge.errors import SeldEdgeError
 from seld_edge.features import FeatureConfig, compute_features, feature_config, filterbank_for
 from seld_edge.features.functional import power_to_db
 from seld_edge.formats import STARSS23_CLASSES, Event, read_events
-from seld_edge.model_metadata import INPUT_NAME, ModelMetadata
+from seld_edge.model_metadata import INPUT_NAME, ModelInput, ModelMetadata
 from seld_edge.postprocess import PostProcessing
 from seld_edge.synth import generate_scene
 from tests.conftest import BLOCK_TORCH, SAMPLE_RATE, plane_wave_foa
@@ -36,10 +36,10 @@ NUM_CLASSES = len(STARSS23_CLASSES)
 PER_LABEL = 5
 
 
-def metadata(config: FeatureConfig, median_size: int = 3, window_frames: int = 250) -> ModelMetadata:
+def metadata(config: FeatureConfig, median_size: int = 3, window_labels: int = 50) -> ModelMetadata:
     return ModelMetadata(
-        "pool_test", {}, config, STARSS23_CLASSES, "multi_accdoa", ("accdoa",), 10.0, window_frames,
-        PostProcessing(median_size=median_size), "0" * 64, "0.1.0",
+        "pool_test", {}, (ModelInput(INPUT_NAME, config),), STARSS23_CLASSES, "multi_accdoa", {}, ("accdoa",), 10.0,
+        window_labels, PostProcessing(median_size=median_size), "0" * 64, "0.1.0",
     )  # fmt: skip
 
 
@@ -187,7 +187,7 @@ def test_stream_equals_offline_when_the_db_floor_is_off(tmp_path, median_size, l
     meta = metadata(feature_config("foa_logmel_iv", top_db=None), median_size=median_size)
     model = load_model(build_model(tmp_path / "m.onnx", meta))
     audio = generate_scene(12.0, np.random.default_rng(3))[0][:, :-1234]  # ends inside a label frame
-    offline = clip_events(model, compute_features(audio, meta.feature_config))
+    offline = clip_events(model, {INPUT_NAME: compute_features(audio, meta.feature_config)})
     streamed, n_frames, _ = stream(model, audio, lookahead=lookahead)
     assert n_frames == -(-meta.feature_config.n_frames(audio.shape[1]) // PER_LABEL)
     assert len(offline) > 20
@@ -199,7 +199,7 @@ def test_stream_equals_offline_when_the_db_floor_is_off(tmp_path, median_size, l
 def test_stream_agrees_with_offline_on_a_scene(model_path):
     model = load_model(model_path)
     audio = generate_scene(20.0, np.random.default_rng(5))[0]
-    offline = clip_events(model, compute_features(audio, model.metadata.feature_config))
+    offline = clip_events(model, {INPUT_NAME: compute_features(audio, model.metadata.feature_config)})
     streamed, n_frames, streamer = stream(model, audio)
     assert n_frames == 200 and streamer.stats.count == 200
     a, b = activity(offline, n_frames), activity(streamed, n_frames)
@@ -367,7 +367,7 @@ def test_bad_options_are_one_line_exit_2(main, cli, model_path, tmp_path, option
 
 def test_a_fixed_time_axis_runs_offline_and_is_refused_by_streaming(main, cli, tmp_path):
     meta = metadata(feature_config("foa_logmel_iv"))
-    fixed = build_model(tmp_path / "fixed.onnx", meta, frames=meta.window_frames)
+    fixed = build_model(tmp_path / "fixed.onnx", meta, frames=meta.window_frames(meta.inputs[0]))
     write_audio(tmp_path / "clip.wav", scene_clip(), SAMPLE_RATE)
     offline = cli.invoke(main, ["run", str(fixed), str(tmp_path / "clip.wav"), "-o", str(tmp_path / "out")])
     assert offline.exit_code == 0, offline.output
@@ -377,7 +377,7 @@ def test_a_fixed_time_axis_runs_offline_and_is_refused_by_streaming(main, cli, t
     assert "fixed at 250 frames; streaming needs a dynamic one" in streamed.output
     other = build_model(tmp_path / "other.onnx", meta, frames=100)
     result = cli.invoke(main, ["run", str(other), str(tmp_path / "clip.wav"), "-o", str(tmp_path / "o")])
-    assert result.exit_code == 2 and "fixes the time axis at 100 frames, but its window is 250" in result.output
+    assert result.exit_code == 2 and "fixes input 'features' at 100 frames, but its window is 250" in result.output
 
 
 def test_execution_providers_are_chosen_and_checked(model_path):
