@@ -1,13 +1,34 @@
-"""Losses on small hand-made cases: values worked out by hand, permutation invariance."""
+"""Losses on small hand-made cases: values worked out by hand, permutation invariance, losses by name,
+their options and weights, and the schedule that switches them."""
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from seld_edge.formats import Event  # noqa: E402
-from seld_edge.formats.labels import adpit_to_multi_accdoa, encode_adpit, encode_trackwise  # noqa: E402
-from training.losses import adpit_loss, masked_mse, mspe, soft_f_loss, trackwise_pit_loss  # noqa: E402
+from seld_edge.errors import SeldEdgeError  # noqa: E402
+from seld_edge.formats import Event, get_output_format  # noqa: E402
+from seld_edge.formats.accdoa import adpit_to_multi_accdoa  # noqa: E402
+from training.losses import (  # noqa: E402
+    Loss,
+    adpit_loss,
+    loss_schedule,
+    masked_mse,
+    mspe,
+    soft_f_loss,
+    trackwise_pit_loss,
+)
+
+
+def encode_adpit(events, n, c, with_distance=False):
+    return get_output_format("multi_accdoa", with_distance=with_distance).encode(events, n, c)["adpit"]
+
+
+def encode_trackwise(events, n, c):
+    targets = get_output_format("trackwise").encode(events, n, c)
+    return targets["sed"], targets["doa"]
 
 
 def adpit_batch(events, n_frames=2, classes=2, with_distance=False):
@@ -54,10 +75,14 @@ def test_trackwise_pit_permuted_target_gives_the_same_loss():
 
 
 def test_masked_mse_soft_f_and_mspe_by_hand():
-    prediction = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    prediction = torch.tensor([[1.0, 2.0], [3.0, 4.0]])  # (A = 2 coordinates, C = 2 classes)
     target = torch.tensor([[0.0, 2.0], [0.0, 0.0]])
     mask = torch.tensor([[1.0, 1.0], [0.0, 0.0]])
     assert masked_mse(prediction, target, mask).item() == pytest.approx((1.0 + 0.0) / 2)
+    # "all": masked squared norms over coordinates, divided by the 2 classes: (1 + 0) / 2 per class column
+    class_mask = torch.tensor([[1.0, 0.0]])  # class 0 active
+    assert masked_mse(prediction, target, class_mask, "all").item() == pytest.approx((1.0 + 9.0) / 2)
+    assert masked_mse(prediction, target, class_mask, "active").item() == pytest.approx((1.0 + 9.0) / 2)
     truth = torch.tensor([1.0, 0.0, 1.0, 0.0])
     assert soft_f_loss(truth, truth).item() == pytest.approx(0.0, abs=1e-6)
     assert soft_f_loss(1.0 - truth, truth).item() == pytest.approx(1.0)
@@ -66,6 +91,75 @@ def test_masked_mse_soft_f_and_mspe_by_hand():
     distance = torch.tensor([2.0, 4.0])
     assert mspe(2 * distance, distance, torch.ones(2), eps=0.0).item() == pytest.approx(1.0)
     assert mspe(distance, distance, torch.ones(2)).item() == pytest.approx(0.0, abs=1e-6)
+    # one active of two: "active" averages over it, "all" over both positions
+    assert mspe(2 * distance, distance, torch.tensor([1.0, 0.0]), eps=0.0).item() == pytest.approx(1.0)
+    assert mspe(2 * distance, distance, torch.tensor([1.0, 0.0]), "all", eps=0.0).item() == pytest.approx(0.5)
+
+
+def test_stereo_rcnet_loss_is_eqs_4_to_6_by_hand():
+    """Stereo-RCnet: L = 1 x L_DOA + 2 x L_dist, L_DOA = 1/(CT) sum ||R - R_hat||^2 (eq. 4),
+    L_dist = 1/(CT) sum ||a (d - d_hat) / d||^2 (eq. 5). One frame, two classes."""
+    fmt = get_output_format("stereo_accdoa")
+    # class 0 active at azimuth 0 (R = (1, 0)), 2 m; class 1 silent
+    target = torch.from_numpy(fmt.encode([Event(0, 0, 0, 0.0, 0.0, 2.0)], 1, 2)["accdoa"])[None]
+    output = torch.tensor([[[0.5, 0.2, 0.0, 0.3, 3.0, 1.0]]])  # x block, y block, distance block
+    # eq. 4: class 0 ||(1,0) - (0.5,0)||^2 = 0.25, class 1 ||(0,0) - (0.2,0.3)||^2 = 0.13 -> /2 = 0.19
+    # eq. 5: class 0 ((2 - 3) / 2)^2 = 0.25, class 1 inactive -> /2 = 0.125
+    loss = Loss.from_spec(fmt, fmt.default_loss)
+    assert loss.describe() == "1 mse + 2 mspe"
+    assert loss({"accdoa": output}, {"accdoa": target}).item() == pytest.approx(0.19 + 2 * 0.125, rel=1e-3)
+
+
+def test_glfer_loss_normalises_by_frames_times_classes():
+    """GLFER-Net eqs. 8-10: 0.3 BCE + 0.7 (1/(T N)) sum over active ||doa - doa_hat||^2."""
+    fmt = get_output_format("sed_doa")
+    targets = {k: torch.from_numpy(v)[None] for k, v in fmt.encode([Event(0, 1, 0, 90.0, 0.0)], 2, 2).items()}
+    sed = torch.full((1, 2, 2), 0.5)
+    doa = torch.zeros(1, 2, 6)  # zero everywhere: the active (frame 0, class 1) is off by its unit vector
+    spec = {"bce": 0.3, "masked_mse": {"weight": 0.7, "normaliser": "all"}}
+    value = Loss.from_spec(fmt, spec)({"sed": sed, "doa": doa}, targets).item()
+    assert value == pytest.approx(0.3 * np.log(2) + 0.7 * 1.0 / 4, rel=1e-5)
+    # the format's default (FFMamba's): per active coordinate, as before: 1 / 3
+    default = Loss.from_spec(fmt, fmt.default_loss)({"sed": sed, "doa": doa}, targets).item()
+    assert default == pytest.approx(0.3 * np.log(2) + 0.7 / 3, rel=1e-5)
+
+
+def test_loss_specs_are_checked_by_name_option_and_weight():
+    fmt = get_output_format("sed_doa")
+    for spec, message in (
+        ({"bcee": 1}, "did you mean bce"),
+        ({"masked_mse": {"normalizer": "all"}}, "did you mean normaliser"),
+        ({"masked_mse": {"normaliser": "some"}}, "unknown masked_mse normaliser 'some'"),
+        ({"bce": "heavy"}, "weight must be a number"),
+        ([], "loss must be a loss name or a mapping"),
+    ):
+        with pytest.raises(SeldEdgeError, match=message):
+            Loss.from_spec(fmt, spec)
+    with pytest.raises(SeldEdgeError, match="mspe needs distances"):
+        Loss.from_spec(fmt, "mspe")({"sed": torch.zeros(1, 1, 1), "doa": torch.zeros(1, 1, 3)},
+                                    {"sed": torch.zeros(1, 1, 1), "doa": torch.zeros(1, 1, 3)})  # fmt: skip
+
+
+def config(**values):
+    return SimpleNamespace(**{"loss": None, "loss_weights": {}, "loss_schedule": {}, **values})
+
+
+def test_loss_schedule_switches_at_an_epoch_or_a_fraction():
+    fmt = get_output_format("sed")
+    schedule = loss_schedule(fmt, config(loss="bce", loss_schedule={3: "soft_f"}))
+    assert [schedule.at(e, 10).describe() for e in range(5)] == ["1 bce"] * 2 + ["1 soft_f"] * 3
+    halfway = loss_schedule(fmt, config(loss_schedule={0.5: {"soft_f": 1.0}}))
+    assert [halfway.at(e, 6).describe() for e in range(6)] == ["1 bce"] * 3 + ["1 soft_f"] * 3
+    assert halfway.at(4, 10).describe() == "1 bce"  # re-planned to 10 epochs: halfway moved
+    with pytest.raises(SeldEdgeError, match="an epoch"):
+        loss_schedule(fmt, config(loss_schedule={1.5: "soft_f"}))
+
+
+def test_loss_weights_reweight_the_terms_they_name():
+    fmt = get_output_format("sed_doa")
+    assert loss_schedule(fmt, config(loss_weights={"bce": 0.5})).first.describe() == "0.5 bce + 0.7 masked_mse"
+    with pytest.raises(SeldEdgeError, match="'mse' is not a term"):
+        loss_schedule(fmt, config(loss_weights={"mse": 1.0}))
 
 
 def test_adpit_matches_the_baseline_shape_contract():

@@ -5,7 +5,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from seld_edge.errors import SeldEdgeError  # noqa: E402
-from seld_edge.formats.labels import get_output_format  # noqa: E402
+from seld_edge.formats import get_output_format  # noqa: E402
 from seld_edge.models import create, list_models, model_card, resolved_config  # noqa: E402
 
 
@@ -63,5 +63,5 @@ def test_mamba_models_have_the_documented_size(name, published):
 def test_unknown_names_and_settings_get_suggestions():
     with pytest.raises(SeldEdgeError, match="did you mean seldnet"):
         create("seldnt")
-    with pytest.raises(SeldEdgeError, match=r"rnn_sise \(did you mean rnn_size\?\)"):
+    with pytest.raises(SeldEdgeError, match=r"rnn_sise.; did you mean rnn_size\?"):
         resolved_config("seldnet", rnn_sise=64)

@@ -9,6 +9,7 @@ torch = pytest.importorskip("torch")
 
 from seld_edge.errors import SeldEdgeError  # noqa: E402
 from seld_edge.features import feature_config  # noqa: E402
+from seld_edge.formats import get_output_format  # noqa: E402
 from seld_edge.synth import generate_dataset  # noqa: E402
 from training.config import resolve_config  # noqa: E402
 from training.data import ChunkDataset, Normalizer, cache_folder, load_clips  # noqa: E402
@@ -39,11 +40,27 @@ def test_config_layers_defaults_card_yaml_and_overrides(tmp_path):
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
-    [(["batchsize=1"], r"unknown config key 'batchsize' \(did you mean batch_size\?\)"),
-     (["model.rnn_sise=3"], r"rnn_sise \(did you mean rnn_size\?\)"),
-     (["optimizer=sgd"], "optimizer must be one of adam, adamw"),
+    [(["batchsize=1"], r"unknown config key 'batchsize'; did you mean batch_size\?"),
+     (["model.rnn_sise=3"], r"unknown seldnet setting 'rnn_sise'; did you mean rnn_size\?"),
+     (["optimizer=sgd"], "unknown optimizer 'sgd'; known: adam, adamw"),
      (["lr"], "not of the form key=value"),
-     (["foo.bar=1"], "not a known section")],
+     (["foo.bar=1"], "not a known section"),
+     # every value against its type and range, before any data is read
+     (["augment.rotation=true"], r"augment: unknown augmentations: rotation"),
+     (["epochs=abc"], "epochs must be an integer, got 'abc'"),
+     (["lr=fast"], "lr must be a number, got 'fast'"),
+     (["batch_size=2.5"], "batch_size must be an integer, got 2.5"),
+     (["metric=dcase2099"], "unknown metric 'dcase2099'; did you mean"),
+     (["chunk_seconds=0"], "chunk_seconds must be positive"),
+     (["lr=.nan"], "lr must be positive and finite"),
+     (["model.num_classes=abc"], "seldnet setting num_classes must be an integer, got 'abc'"),
+     (["model.dropout=true"], "seldnet setting dropout must be a number, got True"),
+     (["model_args=abc"], "model_args must be a mapping, got 'abc'"),
+     (["augment.foa_rotation=maybe"], "augment: augmentation foa_rotation must be true, false or a mapping"),
+     (["loss=bcee"], "unknown loss 'bcee'"),
+     (["freeze=net"], "freeze must be a list of names, got 'net'"),
+     (["patience=-1"], "patience must be positive"),
+     (["init_from=3"], "init_from must be a string or null, got 3")],
 )  # fmt: skip
 def test_config_errors_are_clear(overrides, message):
     with pytest.raises(SeldEdgeError, match=message):
@@ -52,7 +69,7 @@ def test_config_errors_are_clear(overrides, message):
 
 def test_features_are_cached_per_config_and_the_normaliser_sees_train_only(dataset):
     config = feature_config("foa_logmel_iv")
-    clips = load_clips(dataset, config, 10.0, 13, progress=False)
+    clips = load_clips(dataset, config, 13, progress=False)
     assert sorted(c.clip.split for c in clips) == ["test", "train", "train"]
     cached = sorted(cache_folder(dataset, config, None).rglob("*.npy"))
     assert len(cached) == 3 and cache_folder(dataset, feature_config("foa_logmel_iv_128"), None) != cached[0].parent
@@ -65,13 +82,16 @@ def test_features_are_cached_per_config_and_the_normaliser_sees_train_only(datas
 
 
 def test_chunks_cover_each_clip_and_targets_match_the_chunk(dataset):
-    clips = load_clips(dataset, feature_config("foa_logmel_iv"), 10.0, 13, progress=False)
-    data = ChunkDataset(clips, chunk_frames=100, hop_frames=50, per_label=5, output_format="multi_accdoa",
-                        num_classes=13, encode_options={"with_distance": False}, seed=1)  # fmt: skip
+    config = feature_config("foa_logmel_iv")
+    clips = load_clips(dataset, config, 13, progress=False)
+    fmt = get_output_format("multi_accdoa")
+    data = ChunkDataset(clips, config, 10.0, chunk_seconds=2.0, hop_seconds=1.0, output_format=fmt, num_classes=13,
+                        seed=1)  # fmt: skip
     features, targets = data[0]
     assert tuple(features.shape) == (7, 100, 64) and tuple(targets["adpit"].shape) == (20, 6, 4, 13)
-    clip_index, start = data.index[0]
-    events = [e for e in clips[clip_index].events if start // 5 <= e.frame < start // 5 + 20]
+    clip_index, start = data.index[0]  # in 100 ms steps
+    np.testing.assert_array_equal(features.numpy(), clips[clip_index].features[:, 5 * start : 5 * start + 100])
+    events = [e for e in clips[clip_index].events if start <= e.frame < start + 20]
     assert targets["adpit"][:, :, 0].sum().item() == pytest.approx(
         len({(e.frame, e.class_index, e.source) for e in events})
     )
@@ -84,12 +104,12 @@ def test_bad_data_sets(tmp_path, dataset):
     config = feature_config("foa_logmel_iv")
     (tmp_path / "foa_dev" / "dev-train-x").mkdir(parents=True)
     with pytest.raises(SeldEdgeError, match="no audio files"):
-        load_clips(tmp_path, config, 10.0, 13, progress=False)
+        load_clips(tmp_path, config, 13, progress=False)
     csv = next((dataset / "metadata_dev").rglob("*.csv"))
     original = csv.read_text()
     try:
         csv.write_text(original + "900,1,0,10,0,200\n")
         with pytest.raises(SeldEdgeError, match=r"frame 900 is past the end of .*\(80 label frames"):
-            load_clips(dataset, config, 10.0, 13, progress=False)
+            load_clips(dataset, config, 13, progress=False)
     finally:
         csv.write_text(original)

@@ -1,24 +1,30 @@
 """Checkpoints: weights as safetensors plus a JSON of everything needed to rebuild and use them.
 
-Nothing is unpickled from a checkpoint. The JSON holds the model name and settings, the feature
-config, class names, output format, label rate, post-processing and the git revision; resume state
-(optimizer, scheduler) is a separate file loaded with torch.load(weights_only=True).
+Nothing is unpickled from a checkpoint. The JSON holds the model name and settings, its inputs'
+feature configs, class names, output format, label rate, post-processing and the git revision; resume
+state (optimizer, scheduler) is a separate file loaded with torch.load(weights_only=True). A composite
+model's checkpoint (``seld-edge compose``) is the same pair of files, its settings and weights those
+of its parts.
 """
 
 import json
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
+from torch import nn
 
 from seld_edge import __version__
 from seld_edge.errors import SeldEdgeError
 from seld_edge.io import atomic_write, atomic_write_text, file_sha256
 from seld_edge.model_metadata import ModelMetadata
-from seld_edge.models import SeldSystem
+from seld_edge.models import Systems, build_system
+from seld_edge.models.system import system_metadata
 from seld_edge.postprocess import PostProcessing
 from training.config import TrainConfig
 
@@ -35,7 +41,7 @@ def git_revision() -> str | None:
     return out.stdout.strip() or None
 
 
-def save_checkpoint(stem: Path, system: SeldSystem, info: dict[str, Any]) -> None:
+def save_checkpoint(stem: Path, system: Systems, info: dict[str, Any]) -> None:
     """Write STEM.safetensors and STEM.json atomically (weights first, so the JSON never dangles)."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in system.state_dict().items()}
     atomic_write(stem.with_suffix(".safetensors"), lambda h: h.write(save(tensors)))
@@ -45,8 +51,9 @@ def save_checkpoint(stem: Path, system: SeldSystem, info: dict[str, Any]) -> Non
         "git_revision": git_revision(),
         "model": system.name,
         "model_args": system.model_args,
-        "feature_config": system.card.feature_config().to_json(),
-        "output_format": system.card.output_format,
+        "inputs": [i.to_dict() for i in system.inputs],
+        "output_format": system.format.name,
+        "format_options": system.format.options(),
         "label_rate_hz": system.card.label_rate_hz,
         **info,
     }
@@ -70,45 +77,77 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return stem
 
 
-def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[SeldSystem, dict[str, Any]]:
-    """Rebuild the SeldSystem of a checkpoint (file or run directory) and return it with its metadata."""
+def read_checkpoint(path: str | Path, device: str = "cpu") -> tuple[Path, dict[str, Any], dict[str, torch.Tensor]]:
+    """(stem, JSON metadata, weights) of a checkpoint, each checked enough to use: one line on any fault."""
     stem = resolve_checkpoint(path)
     try:
         meta = json.loads(stem.with_suffix(".json").read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise SeldEdgeError(f"{stem}.json: unreadable checkpoint metadata ({err})") from None
-    if meta.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
         raise SeldEdgeError(f"{stem}.json: not a {CHECKPOINT_FORMAT} checkpoint")
+    for key, kind in (("model", str), ("model_args", dict)):
+        if not isinstance(meta.get(key), kind):
+            raise SeldEdgeError(f"{stem}.json: {key!r} is missing or not a {kind.__name__}")
     try:
         state = load_file(stem.with_suffix(".safetensors"), device=device)
     except (SafetensorError, OSError) as err:
         raise SeldEdgeError(f"{stem}.safetensors: unreadable weights ({err})") from None
-    system = SeldSystem(meta["model"], meta["model_args"], state["mean"].cpu().numpy(), state["std"].cpu().numpy())
+    return stem, meta, state
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[Systems, dict[str, Any]]:
+    """Rebuild the system of a checkpoint (file or run directory) and return it with its metadata."""
+    stem, meta, state = read_checkpoint(path, device)
     try:
-        system.load_state_dict(state)
-    except RuntimeError as err:
-        reason = str(err).splitlines()[0]
-        raise SeldEdgeError(f"{stem}.safetensors: weights do not fit {meta['model']} ({reason})") from None
+        system = build_system(meta["model"], meta["model_args"], state)
+    except SeldEdgeError as err:
+        raise SeldEdgeError(f"{stem}: {err}") from None
+    load_weights(system, state, f"{stem}.safetensors", strict=True)
     return system.to(device).eval(), meta
 
 
-def checkpoint_metadata(stem: Path, system: SeldSystem, meta: dict[str, Any]) -> ModelMetadata:
-    """The runtime's view of a checkpoint: what an exported model carries, and what predict runs on."""
-    card = system.card
-    if "class_names" not in meta:
-        raise SeldEdgeError(f"{stem}.json: checkpoint has no class_names")
-    frames_per_label = card.feature_config().frames_per_label(card.label_rate_hz)
-    chunk_seconds = meta.get("train_config", {}).get("chunk_seconds", TrainConfig.chunk_seconds)
-    return ModelMetadata(
-        model=system.name,
-        model_args=json.loads(json.dumps(system.model_args)),  # tuples as lists, as they read back
-        feature_config=card.feature_config(),
-        class_names=tuple(meta["class_names"]),
-        output_format=card.output_format,
-        output_names=tuple(system.output_names),
-        label_rate_hz=card.label_rate_hz,
-        window_frames=round(chunk_seconds * card.label_rate_hz) * frames_per_label,
-        postprocess=PostProcessing.from_dict(meta.get("postprocess", {})),
-        checkpoint_sha256=file_sha256(stem.with_suffix(".safetensors")),
-        package_version=__version__,
+def load_weights(system: nn.Module, state: Mapping[str, torch.Tensor], source: str, strict: bool = True) -> list[str]:
+    """Copy the tensors of state whose names and shapes fit into system.
+
+    Returns what did not fit, by name: missing, unexpected and mis-shaped tensors. With strict, any of
+    these is an error naming them (a checkpoint of another model or other settings).
+    """
+    own = system.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    misshaped = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    problems = (
+        [f"missing {k}" for k in missing]
+        + [f"unexpected {k}" for k in unexpected]
+        + [f"{k} is {tuple(state[k].shape)}, the model's {tuple(own[k].shape)}" for k in misshaped]
     )
+    if problems and strict:
+        shown = "; ".join(problems[:6]) + (f"; and {len(problems) - 6} more" if len(problems) > 6 else "")
+        raise SeldEdgeError(f"{source}: the weights do not fit {getattr(system, 'name', 'the model')} ({shown})")
+    fitting = {k: v for k, v in state.items() if k in own and k not in misshaped}
+    system.load_state_dict({**own, **fitting})
+    return problems
+
+
+def chunk_seconds_of(meta: Mapping[str, Any]) -> Any:
+    """The training chunk (the inference window) in a checkpoint's train_config; the default if unset."""
+    train_config = meta.get("train_config", {})
+    return train_config.get("chunk_seconds", TrainConfig.chunk_seconds) if isinstance(train_config, dict) else None
+
+
+def checkpoint_metadata(stem: Path, system: Systems, meta: dict[str, Any]) -> ModelMetadata:
+    """The runtime's view of a checkpoint: what an exported model carries, and what predict runs on."""
+    class_names = meta.get("class_names")
+    if not isinstance(class_names, list) or not all(isinstance(c, str) for c in class_names):
+        raise SeldEdgeError(f"{stem}.json: checkpoint has no list of class_names")
+    chunk_seconds = chunk_seconds_of(meta)
+    if isinstance(chunk_seconds, bool) or not isinstance(chunk_seconds, int | float) or chunk_seconds <= 0:
+        raise SeldEdgeError(f"{stem}.json: train_config.chunk_seconds must be a positive number, got {chunk_seconds!r}")
+    try:
+        postprocess = PostProcessing.from_dict(meta.get("postprocess", {}))
+        return system_metadata(
+            system, class_names, chunk_seconds, postprocess, file_sha256(stem.with_suffix(".safetensors"))
+        )
+    except (SeldEdgeError, ValueError) as err:
+        raise SeldEdgeError(f"{stem}.json: {err}") from None

@@ -3,20 +3,25 @@
 Resolution order (later wins): TrainConfig defaults < the model card's ``training`` defaults <
 ``--config FILE`` (YAML) < command-line ``key=value`` overrides. Dotted keys reach into the nested
 sections (``model.rnn_size=64``, ``augment.foa_rotation=true``); unknown keys are refused with a
-suggestion, in the spirit of Ultralytics' check_dict_alignment. The resolved config is saved in the
-run directory, so a run can be reproduced and resumed from it alone.
+suggestion, in the spirit of Ultralytics' check_dict_alignment. Every value is checked against its
+type and range, and the model settings, augmentations and loss are built once, before any data is
+read, so a mistake costs one line and no time. The resolved config is saved in the run directory, so a
+run can be reproduced and resumed from it alone.
 """
 
 import json
+import math
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
-from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from seld_edge.errors import SeldEdgeError
-from seld_edge.models import model_card, resolved_config
+from seld_edge.errors import SeldEdgeError, unknown_name
+from seld_edge.metrics import METRICS
+from seld_edge.models import network_card, resolved_config
 
 
 @dataclass
@@ -31,8 +36,15 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     scheduler: str = "cosine"  # cosine | linear | constant
+    lr_end_factor: float = 0.01  # cosine and linear end at lr * lr_end_factor (FFMamba: 3e-4 -> 1e-4)
     warmup_epochs: float = 0.0
     grad_clip: float | None = 5.0
+    # The loss: a name or {name: weight | {weight, options}} (training.losses); None is the output format's
+    # default unless the model card names its paper's. loss_weights re-weights its terms by name;
+    # loss_schedule switches to other losses from an epoch (or a fraction of the epochs) on.
+    loss: str | dict[str, Any] | None = None
+    loss_weights: dict[str, float] = field(default_factory=dict)
+    loss_schedule: dict[Any, Any] = field(default_factory=dict)
     chunk_seconds: float = 5.0
     train_hop_seconds: float = 1.0  # training chunks overlap; an epoch is then long enough that validation is cheap
     eval_hop_seconds: float = 2.5
@@ -42,12 +54,17 @@ class TrainConfig:
     # the test fold, so tuned scores on it are optimistic: tune on a separate split for reporting.
     tune_thresholds: bool = False
     val_split: str = "test"  # DCASE dev sets have train/test folds only; the baselines validate on test
+    # Training stages: start from another run's weights (all of them, unless init_strict is false),
+    # keep modules with these name prefixes fixed, stop when validation has not improved for patience epochs.
+    init_from: str | None = None
+    init_strict: bool = True
+    freeze: list[str] = field(default_factory=list)
+    patience: int | None = None
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # only on CUDA
     seed: int = 0
     num_workers: int = 0
     cache_dir: str | None = None  # default: DATA/.seld_cache
-    audio_folder: str = "foa_dev"
     model_args: dict[str, Any] = field(default_factory=dict)
     augment: dict[str, Any] = field(default_factory=dict)
     postprocess: dict[str, Any] = field(default_factory=dict)
@@ -58,6 +75,17 @@ class TrainConfig:
 
 _SECTIONS = {"model": "model_args", "augment": "augment", "postprocess": "postprocess"}
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
+_CHOICES = {
+    "optimizer": ("adam", "adamw"),
+    "scheduler": ("cosine", "linear", "constant"),
+    "device": ("auto", "cpu", "cuda"),
+    "metric": METRICS,
+    "val_split": ("train", "test"),
+}
+# Lowest allowed value (inclusive unless in _POSITIVE) of numeric settings.
+_POSITIVE = ("epochs", "max_minutes", "batch_size", "lr", "grad_clip", "chunk_seconds", "train_hop_seconds",
+             "eval_hop_seconds", "patience", "lr_end_factor")  # fmt: skip
+_NON_NEGATIVE = ("weight_decay", "warmup_epochs", "seed", "num_workers")
 
 
 def parse_value(text: str) -> Any:
@@ -82,7 +110,7 @@ def _apply(config: dict[str, Any], key: str, value: Any, source: str) -> None:
     head, _, rest = key.partition(".")
     if rest:
         section = _SECTIONS.get(head, head)
-        if section not in ("model_args", "augment", "postprocess"):
+        if section not in _SECTIONS.values():
             raise SeldEdgeError(f"{source}: {key!r} is not a known section.key (sections: {', '.join(_SECTIONS)})")
         config[section] = _nested_set(config[section], rest.split("."), value)
         return
@@ -90,9 +118,7 @@ def _apply(config: dict[str, Any], key: str, value: Any, source: str) -> None:
         config[_SECTIONS[key]] = {**config[_SECTIONS[key]], **value}
         return
     if key not in _FIELDS:
-        close = get_close_matches(key, list(_FIELDS) + list(_SECTIONS), n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise SeldEdgeError(f"{source}: unknown config key {key!r}{hint}")
+        raise SeldEdgeError(f"{source}: {unknown_name('config key', key, [*_FIELDS, *_SECTIONS])}")
     config[key] = value
 
 
@@ -124,11 +150,8 @@ def resolve_config(
     **flags: Any,
 ) -> TrainConfig:
     """Merge defaults, the model card, an optional YAML file and key=value overrides; validate."""
-    card = model_card(model)
-    config: dict[str, Any] = {
-        **asdict(TrainConfig(model, data, out)),
-        "augment": dict(card.augment),
-    }
+    card = network_card(model)
+    config: dict[str, Any] = {**asdict(TrainConfig(model, data, out)), "augment": dict(card.augment)}
     for key, value in card.training.items():
         _apply(config, key, value, f"{model} defaults")
     if file is not None:
@@ -142,18 +165,66 @@ def resolve_config(
     for key, value in flags.items():
         if value is not None:
             config[key] = value
-    resolved_config(model, **config["model_args"])  # unknown model settings fail here, with suggestions
-    return _validated(TrainConfig(**config))
+    return validated(TrainConfig(**config))
 
 
-def _validated(config: TrainConfig) -> TrainConfig:
-    choices = {"optimizer": ("adam", "adamw"), "scheduler": ("cosine", "linear", "constant"),
-               "device": ("auto", "cpu", "cuda")}  # fmt: skip
-    for key, allowed in choices.items():
-        if getattr(config, key) not in allowed:
-            raise SeldEdgeError(f"{key} must be one of {', '.join(allowed)}, got {getattr(config, key)!r}")
-    if config.epochs < 1 or config.batch_size < 1 or config.lr <= 0:
-        raise SeldEdgeError("epochs and batch_size must be >= 1 and lr > 0")
-    if config.max_minutes is not None and config.max_minutes <= 0:
-        raise SeldEdgeError("--max-minutes must be positive")
+def validated(config: TrainConfig) -> TrainConfig:
+    """The config if every value has its declared type and range, and the model settings, augmentations,
+    loss and post-processing can be built from it; otherwise one SeldEdgeError naming the key."""
+    for name in _FIELDS:
+        value = getattr(config, name)
+        if not _has_type(value, typing.get_type_hints(TrainConfig)[name]):
+            raise SeldEdgeError(f"{name} must be {_type_name(typing.get_type_hints(TrainConfig)[name])}, got {value!r}")
+        if name in _CHOICES and value not in _CHOICES[name]:
+            raise SeldEdgeError(unknown_name(name, str(value), _CHOICES[name]).args[0])
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value) or (name in _POSITIVE and value <= 0) or (name in _NON_NEGATIVE and value < 0):
+                bound = "positive" if name in _POSITIVE else "0 or more"
+                raise SeldEdgeError(f"{name} must be {bound} and finite, got {value!r}")
+    from seld_edge.postprocess import PostProcessing
+    from training.augment import build_augmentations
+    from training.losses import loss_schedule
+
+    card = network_card(config.model)
+    model_args = resolved_config(config.model, **config.model_args)  # unknown or mistyped settings fail here
+    try:
+        build_augmentations(config.augment, card.feature_kind)
+    except ValueError as err:
+        raise SeldEdgeError(f"augment: {err}") from None
+    loss_schedule(card.format(model_args), config)
+    PostProcessing.from_dict(config.postprocess)
     return config
+
+
+def _has_type(value: Any, annotation: Any) -> bool:
+    """isinstance for the annotations TrainConfig uses (unions, None, list[str], dict[...], float taking int)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, arg) for arg in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is Any:
+        return True
+    if origin is list:
+        (item,) = typing.get_args(annotation)
+        return isinstance(value, list) and all(_has_type(v, item) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, annotation)
+
+
+def _type_name(annotation: Any) -> str:
+    """The annotation in words, for error messages: "an integer or null", "a list of names"."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in typing.get_args(annotation))
+    if origin is list:
+        return "a list of names"
+    if origin is dict or annotation is dict:
+        return "a mapping"
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "null"}
+    return names.get(annotation, str(annotation))

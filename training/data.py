@@ -7,8 +7,8 @@ feature column) is fitted on the training split only: the baseline's fit on dev-
 """
 
 import hashlib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +19,19 @@ from tqdm import tqdm
 
 from seld_edge.errors import SeldEdgeError
 from seld_edge.features import FeatureConfig, features_from_file
-from seld_edge.formats import Clip, Event, find_clips, read_events
-from seld_edge.formats.labels import get_output_format
+from seld_edge.formats import Clip, Event, OutputFormat, find_clips, read_events
+from seld_edge.formats.label_rate import DCASE_LABEL_RATE_HZ, events_at_rate, rate_ratio
 from seld_edge.io import atomic_save_npy
 
 
 @dataclass
 class ClipData:
-    """One clip in memory: features (C, T, F) at the feature rate and its events at 100 ms."""
+    """One clip in memory: features (C, T, F) at the feature rate and its events on the 100 ms grid."""
 
     clip: Clip
     features: np.ndarray
     events: list[Event]
-    n_label_frames: int
+    n_grid_frames: int
 
 
 def cache_folder(data_dir: Path, config: FeatureConfig, cache_dir: str | None) -> Path:
@@ -42,19 +42,18 @@ def cache_folder(data_dir: Path, config: FeatureConfig, cache_dir: str | None) -
 def load_clips(
     data_dir: str | Path,
     config: FeatureConfig,
-    label_rate_hz: float,
     num_classes: int,
-    audio_folder: str = "foa_dev",
     cache_dir: str | None = None,
     progress: bool = True,
 ) -> list[ClipData]:
-    """Every labelled clip of the data set with cached features; errors name the offending file."""
+    """Every labelled clip of the data set (its recordings of the config's audio format) with cached
+    features; errors name the offending file."""
     data_dir = Path(data_dir)
-    clips = [c for c in find_clips(data_dir, audio_folder) if c.metadata is not None]
+    clips = [c for c in find_clips(data_dir, config.audio_folder) if c.metadata is not None]
     if not clips:
         raise SeldEdgeError(f"{data_dir}: no audio file has metadata in metadata_dev/")
     folder = cache_folder(data_dir, config, cache_dir)
-    per_label = config.frames_per_label(label_rate_hz)
+    per_label = config.frames_per_label(DCASE_LABEL_RATE_HZ)
     loaded = []
     for clip in tqdm(clips, desc="features", unit="clip", disable=not progress):
         path = folder / clip.folder / f"{clip.name}.npy"
@@ -63,15 +62,15 @@ def load_clips(
         else:
             features = features_from_file(clip.audio, config)
             atomic_save_npy(path, features)
-        n_label_frames = -(-features.shape[1] // per_label)
+        n_grid_frames = -(-features.shape[1] // per_label)
         events = read_events(clip.metadata, reference=True, num_classes=num_classes)
-        late = [e.frame for e in events if e.frame >= n_label_frames]
+        late = [e.frame for e in events if e.frame >= n_grid_frames]
         if late:
             raise SeldEdgeError(
                 f"{clip.metadata}: frame {max(late)} is past the end of {clip.audio.name} "
-                f"({n_label_frames} label frames of 100 ms)"
+                f"({n_grid_frames} label frames of 100 ms)"
             )
-        loaded.append(ClipData(clip, features, events, n_label_frames))
+        loaded.append(ClipData(clip, features, events, n_grid_frames))
     return loaded
 
 
@@ -93,48 +92,60 @@ class Normalizer:
 
 
 class ChunkDataset(Dataset):
-    """Fixed-length training chunks every ``hop_frames``, from a random offset re-drawn each epoch.
+    """Fixed-length training chunks every ``hop_seconds``, from a random offset re-drawn each epoch.
 
-    Each epoch covers every clip in chunks of ``chunk_frames`` feature frames, one every
-    ``hop_frames`` (overlapping when the hop is shorter), starting at a random offset so chunk
-    borders differ between epochs. Targets are encoded after augmentation, so rotated audio gets
-    rotated labels.
+    Each epoch covers every clip in chunks of ``chunk_seconds``, one every ``hop_seconds`` (overlapping
+    when the hop is shorter), starting at a random offset so chunk borders differ between epochs.
+    Chunks start on a frame of the model and of the 100 ms grid alike, so a chunk's grid events become
+    model-rate targets exactly (seld_edge.formats.label_rate). Targets are encoded after augmentation,
+    so rotated features get rotated labels.
     """
 
     def __init__(
         self,
         clips: Sequence[ClipData],
-        chunk_frames: int,
-        hop_frames: int,
-        per_label: int,
-        output_format: str,
+        config: FeatureConfig,
+        label_rate_hz: float,
+        chunk_seconds: float,
+        hop_seconds: float,
+        output_format: OutputFormat,
         num_classes: int,
-        encode_options: Mapping[str, Any],
         augment: Any = None,
         seed: int = 0,
     ) -> None:
-        if chunk_frames % per_label or hop_frames % per_label or hop_frames <= 0:
-            raise SeldEdgeError("training chunks and their hop must be whole, positive numbers of label frames")
+        up, down = rate_ratio(label_rate_hz)
+        # A step: the shortest span that is whole model frames and whole grid frames.
+        self.step_frames = config.frames_per_label(label_rate_hz) * down  # feature frames
+        self.step_grid = up  # grid frames
+        self.step_labels = down  # model frames
+        chunk_steps = chunk_seconds * DCASE_LABEL_RATE_HZ / up
+        if abs(chunk_steps - round(chunk_steps)) > 1e-9 or chunk_steps < 1:
+            step_seconds = up / DCASE_LABEL_RATE_HZ
+            raise SeldEdgeError(
+                f"chunk_seconds {chunk_seconds} is not a whole number of {step_seconds:g} s label steps"
+            )
+        self.chunk_steps = round(chunk_steps)
+        self.hop_steps = max(1, round(hop_seconds * DCASE_LABEL_RATE_HZ / up))
         self.clips = clips
-        self.chunk_frames = chunk_frames
-        self.hop_frames = hop_frames
-        self.per_label = per_label
-        self.format = get_output_format(output_format)
+        self.label_rate_hz = label_rate_hz
+        self.format = output_format
         self.num_classes = num_classes
-        self.encode_options = dict(encode_options)
         self.augment = augment
         self.seed = seed
         self.set_epoch(0)
+
+    @property
+    def chunk_frames(self) -> int:
+        return self.chunk_steps * self.step_frames
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
         rng = np.random.default_rng((self.seed, epoch))
         self.index = []
         for i, clip in enumerate(self.clips):
-            length = clip.n_label_frames * self.per_label
-            offset = int(rng.integers(0, self.hop_frames)) if length > self.chunk_frames else 0
-            offset -= offset % self.per_label
-            starts = list(range(offset, max(length - self.chunk_frames, 0) + 1, self.hop_frames)) or [0]
+            steps = -(-clip.n_grid_frames // self.step_grid)
+            offset = int(rng.integers(0, self.hop_steps)) if steps > self.chunk_steps else 0
+            starts = list(range(offset, max(steps - self.chunk_steps, 0) + 1, self.hop_steps)) or [0]
             self.index += [(i, s) for s in starts]
 
     def __len__(self) -> int:
@@ -143,18 +154,16 @@ class ChunkDataset(Dataset):
     def __getitem__(self, item: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         clip_index, start = self.index[item]
         clip = self.clips[clip_index]
-        features = clip.features[:, start : start + self.chunk_frames]
+        first_frame = start * self.step_frames
+        features = clip.features[:, first_frame : first_frame + self.chunk_frames]
         if features.shape[1] < self.chunk_frames:
             features = np.pad(features, ((0, 0), (0, self.chunk_frames - features.shape[1]), (0, 0)))
-        first = start // self.per_label
-        n_labels = self.chunk_frames // self.per_label
-        events = [
-            Event(e.frame - first, e.class_index, e.source, e.azimuth, e.elevation, e.distance, e.onscreen)
-            for e in clip.events
-            if first <= e.frame < first + n_labels
-        ]
+        first, n_grid = start * self.step_grid, self.chunk_steps * self.step_grid
+        events = [replace(e, frame=e.frame - first) for e in clip.events if first <= e.frame < first + n_grid]
         if self.augment is not None:
             rng = np.random.default_rng((self.seed, self.epoch, item))
             features, events = self.augment(features, events, rng)
-        targets = self.format.encode(events, n_labels, self.num_classes, **self.encode_options)
+        targets = self.format.encode(
+            events_at_rate(events, self.label_rate_hz), self.chunk_steps * self.step_labels, self.num_classes
+        )
         return torch.from_numpy(np.ascontiguousarray(features)), {k: torch.from_numpy(v) for k, v in targets.items()}

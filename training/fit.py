@@ -5,8 +5,10 @@ One epoch = every training clip once in 5 s chunks at fresh random offsets; vali
 epoch with the DCASE metric; the best checkpoint by SELD score (F for metrics without one) is kept.
 ``--max-minutes`` works like Ultralytics' ``time=``: after the first epoch the number of epochs is
 re-planned to fit the budget and the learning-rate schedule follows it; training always ends with a
-validation. Multi-GPU / multi-node: launch with ``torchrun``; DistributedDataParallel and a
-DistributedSampler are used whenever WORLD_SIZE > 1 (gloo on CPU, nccl on CUDA).
+validation. Training stages: ``init_from`` starts from another run's weights (``freeze`` keeps some
+fixed) and ``patience`` stops when validation has stopped improving; a two-stage recipe is two runs.
+Multi-GPU / multi-node: launch with ``torchrun``; DistributedDataParallel and a DistributedSampler are
+used whenever WORLD_SIZE > 1 (gloo on CPU, nccl on CUDA).
 """
 
 import argparse
@@ -26,40 +28,39 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from runtime.pipeline import grid_outputs
 from seld_edge.errors import USER_ERROR_EXIT_CODE, SeldEdgeError
+from seld_edge.formats import Event
 from seld_edge.formats.classes import STARSS23_CLASSES
 from seld_edge.io import atomic_write, atomic_write_text
-from seld_edge.metrics import evaluate
-from seld_edge.models import SeldSystem, model_card
+from seld_edge.metrics import evaluate, selection_name, selection_score
+from seld_edge.models import SeldSystem, network_card
+from seld_edge.models.system import system_metadata
 from seld_edge.postprocess import PostProcessing, tune_thresholds
 from seld_edge.process import keep_freed_memory
 from training.augment import build_augmentations
-from training.checkpoint import load_checkpoint, save_checkpoint
+from training.checkpoint import load_checkpoint, load_weights, read_checkpoint, save_checkpoint
 from training.config import TrainConfig, resolve_config
 from training.data import ChunkDataset, ClipData, Normalizer, load_clips
-from training.losses import format_loss
-from training.predict import clip_outputs, predict_events
-
-
-def _score(scores: dict[str, float]) -> float:
-    """Lower is better: the SELD score, or 1 - F for metrics without one (dcase2025)."""
-    return scores["SELD"] if "SELD" in scores else 1.0 - scores["F"]
+from training.losses import loss_schedule
+from training.predict import TorchModel
 
 
 class Schedule:
-    """Warm-up then cosine/linear decay over a total step count that may be re-planned mid-run."""
+    """Warm-up then cosine/linear decay to ``end_factor`` over a total step count that may be re-planned."""
 
-    def __init__(self, kind: str, total_steps: int, warmup_steps: int) -> None:
+    def __init__(self, kind: str, total_steps: int, warmup_steps: int, end_factor: float = 0.01) -> None:
         self.kind, self.total_steps, self.warmup_steps = kind, max(1, total_steps), warmup_steps
+        self.end_factor = end_factor
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
             return (step + 1) / self.warmup_steps
         progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
         if self.kind == "cosine":
-            return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress))
+            return self.end_factor + (1.0 - self.end_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
         if self.kind == "linear":
-            return 1.0 - 0.9 * progress
+            return 1.0 - (1.0 - self.end_factor) * progress
         return 1.0
 
 
@@ -75,35 +76,48 @@ class Trainer:
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self._seed(config.seed + self.rank)
-        self.card = model_card(config.model)
+        self.card = network_card(config.model)
         self.feature_config = self.card.feature_config()
-        self.per_label = self.feature_config.frames_per_label(self.card.label_rate_hz)
         self.num_classes = config.model_args.get("num_classes", self.card.defaults.get("num_classes"))
+        self.class_names = list(STARSS23_CLASSES[: self.num_classes])
         self.train_clips, self.val_clips = self._load_data()
         normalizer = Normalizer.fit(self.train_clips)
-        self.system = SeldSystem(config.model, config.model_args, normalizer.mean, normalizer.std).to(self.device)
+        self.system = SeldSystem(config.model, config.model_args, normalizer.mean, normalizer.std)
+        if config.init_from is not None:
+            self._init_from(config.init_from, config.init_strict)
+        self.system.to(self.device)
+        self._freeze(config.freeze)
+        self.format = self.system.format
+        self.losses = loss_schedule(self.format, config)
+        dropped = sum(self.format.dropped(c.events) for c in self.train_clips)
+        if dropped and self.main:
+            tqdm.write(f"note: {dropped} training events are more than the {self.format.name} format holds in their "
+                       "frame (too many simultaneous or same-class events); training leaves them out")  # fmt: skip
         self.postprocess = PostProcessing.from_dict(config.postprocess)
         self.dataset = ChunkDataset(
             self.train_clips,
-            chunk_frames=round(config.chunk_seconds * self.card.label_rate_hz) * self.per_label,
-            hop_frames=max(1, round(config.train_hop_seconds * self.card.label_rate_hz)) * self.per_label,
-            per_label=self.per_label,
-            output_format=self.card.output_format,
-            num_classes=self.num_classes,
-            encode_options=self.system.label_options,
+            self.feature_config,
+            self.card.label_rate_hz,
+            config.chunk_seconds,
+            config.train_hop_seconds,
+            self.format,
+            self.num_classes,
             augment=build_augmentations(config.augment, self.feature_config.kind),
             seed=config.seed,
         )
         self.model = DistributedDataParallel(self.system) if self.world > 1 else self.system
         optimizer_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-        self.optimizer = optimizer_cls(self.system.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        trainable = [p for p in self.system.parameters() if p.requires_grad]
+        self.optimizer = optimizer_cls(trainable, lr=config.lr, weight_decay=config.weight_decay)
         steps = self._steps_per_epoch()
-        self.schedule = Schedule(config.scheduler, steps * config.epochs, round(config.warmup_epochs * steps))
+        self.schedule = Schedule(
+            config.scheduler, steps * config.epochs, round(config.warmup_epochs * steps), config.lr_end_factor
+        )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
         self.amp = config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.epochs = config.epochs
-        self.start_epoch, self.best, self.elapsed = 0, math.inf, 0.0
+        self.start_epoch, self.best, self.elapsed, self.best_epoch = 0, math.inf, 0.0, 0
         if resume:
             self._resume()
 
@@ -123,12 +137,33 @@ class Trainer:
         """Model init and dropout; data randomness uses explicit numpy Generators seeded per epoch."""
         torch.manual_seed(seed)
 
+    def _init_from(self, source: str, strict: bool) -> None:
+        """Start from another run's weights, the normaliser included (the weights were trained under it).
+
+        Anything that does not fit is named; with init_strict (the default) that is an error.
+        """
+        stem, _, state = read_checkpoint(source)
+        problems = load_weights(self.system, state, f"{stem}.safetensors", strict=strict)
+        if self.main:
+            tqdm.write(f"initialised from {stem}" + (f"; not loaded: {'; '.join(problems)}" if problems else ""))
+
+    def _freeze(self, prefixes: list[str]) -> None:
+        """Keep the parameters under each prefix fixed (names as in the checkpoint, with or without 'net.')."""
+        names = [name for name, _ in self.system.named_parameters()]
+        for prefix in prefixes:
+            full = prefix if prefix.startswith("net.") else f"net.{prefix}"
+            frozen = [p for name, p in self.system.named_parameters() if name == full or name.startswith(full + ".")]
+            if not frozen:
+                modules = sorted({name.split(".")[1] for name in names})
+                raise SeldEdgeError(f"freeze: no parameters under {prefix!r} (modules: {', '.join(modules)})")
+            for parameter in frozen:
+                parameter.requires_grad_(False)
+
     def _load_data(self) -> tuple[list[ClipData], list[ClipData]]:
         cfg = self.config
 
         def load(progress: bool) -> list[ClipData]:
-            return load_clips(cfg.data, self.feature_config, self.card.label_rate_hz, self.num_classes,
-                              cfg.audio_folder, cfg.cache_dir, progress=progress)  # fmt: skip
+            return load_clips(cfg.data, self.feature_config, self.num_classes, cfg.cache_dir, progress=progress)
 
         if self.world > 1:  # rank 0 fills the feature cache, the others read it
             clips = load(True) if self.main else None
@@ -165,6 +200,8 @@ class Trainer:
             self._sync_elapsed()
             self._end_epoch(epoch, loss, scores)
             epoch += 1
+            if self._out_of_patience(epoch):
+                break
             if budget is not None:
                 if self.elapsed >= budget:
                     break
@@ -176,8 +213,20 @@ class Trainer:
             dist.destroy_process_group()
         return {"best": self.best, "epochs": epoch, "last": scores, "minutes": self.elapsed / 60.0}
 
+    def _out_of_patience(self, epochs_done: int) -> bool:
+        """patience: validation has not improved for that many epochs (every rank sees rank 0's verdict)."""
+        if self.config.patience is None:
+            return False
+        stop = torch.tensor([float(epochs_done - self.best_epoch > self.config.patience)], device=self.device)
+        if self.world > 1:
+            dist.broadcast(stop, src=0)
+        if stop.item() and self.main:
+            tqdm.write(f"stopping: no improvement for {self.config.patience} epochs (best at epoch {self.best_epoch})")
+        return bool(stop.item())
+
     def _train_epoch(self, epoch: int, budget: float | None) -> float:
         self.model.train()
+        loss_fn = self.losses.at(epoch, self.epochs)
         losses = []
         start = time.perf_counter()
         bar = tqdm(self._loader(epoch), desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch", disable=not self.main)
@@ -186,7 +235,7 @@ class Trainer:
             targets = {k: v.to(self.device, non_blocking=True) for k, v in targets.items()}
             with torch.autocast(self.device.type, enabled=self.amp):
                 outputs = self.model(features)
-            loss = format_loss(self.card.output_format, {k: v.float() for k, v in outputs.items()}, targets)
+            loss = loss_fn({k: v.float() for k, v in outputs.items()}, targets)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if self.config.grad_clip:
@@ -201,28 +250,36 @@ class Trainer:
                 break  # out of time: stop mid-epoch, still validate and checkpoint (ranks would disagree)
         return float(np.mean(losses)) if losses else math.nan
 
+    def _validation_outputs(self, system: SeldSystem) -> list[tuple[dict, list[Event]]]:
+        """Grid outputs of every validation clip with its reference events, completed by the reference where
+        the format predicts only part of SELD (a SED-only or DOA-only network: OutputFormat.oracle)."""
+        system.eval()
+        meta = system_metadata(system, self.class_names, self.config.chunk_seconds, self.postprocess)
+        model = TorchModel(system, meta)
+        completed = []
+        for clip in self.val_clips:
+            outputs = grid_outputs(
+                model, {meta.inputs[0].name: clip.features}, hop_seconds=self.config.eval_hop_seconds
+            )
+            completed.append((self.format.oracle(outputs, clip.events, self.num_classes), clip.events))
+        return completed
+
     def _validate(self) -> dict[str, float]:
         if not self.main:
             return {}
-        self.system.eval()
         pairs = [
-            (clip.events, predict_events(self.system, clip.features, self.postprocess, self.config.chunk_seconds,
-                                         self.config.eval_hop_seconds))
-            for clip in self.val_clips
-        ]  # fmt: skip
+            (events, self.postprocess.to_events(outputs, fmt, self.num_classes))
+            for (fmt, outputs), events in self._validation_outputs(self.system)
+        ]
         return evaluate(pairs, metric=self.config.metric, num_classes=self.num_classes)
 
     def _tune_thresholds(self) -> None:
         """Per-class thresholds for the best checkpoint, chosen on validation outputs, saved in it."""
         system, meta = load_checkpoint(self.out / "best", device=str(self.device))
-        clips = [
-            (clip_outputs(system, c.features, self.config.chunk_seconds, self.config.eval_hop_seconds), c.events)
-            for c in self.val_clips
-        ]
-        tuned = tune_thresholds(
-            clips, self.card.output_format, self.num_classes, self.config.metric, base=self.postprocess
-        )
-        fmt = self.card.output_format
+        completed = self._validation_outputs(system)
+        fmt = completed[0][0][0]
+        clips = [(outputs, events) for (_, outputs), events in completed]
+        tuned = tune_thresholds(clips, fmt, self.num_classes, self.config.metric, base=self.postprocess)
         scores = evaluate([(events, tuned.to_events(out, fmt, self.num_classes)) for out, events in clips],
                           metric=self.config.metric, num_classes=self.num_classes)  # fmt: skip
         info = {k: meta[k] for k in ("class_names", "epoch", "train_config")}
@@ -254,17 +311,17 @@ class Trainer:
         info = {"epoch": epoch + 1, "train_loss": loss, "lr": self.scheduler.get_last_lr()[0],
                 "minutes": self.elapsed / 60.0, **scores}  # fmt: skip
         self._log(info)
-        score = _score(scores)
-        checkpoint_info = {"class_names": list(STARSS23_CLASSES[: self.num_classes]), "scores": scores,
+        score = selection_score(scores)
+        checkpoint_info = {"class_names": self.class_names, "scores": scores,
                            "epoch": epoch + 1, "postprocess": self.postprocess.to_dict(),
                            "train_config": asdict(self.config)}  # fmt: skip
         if score < self.best:
-            self.best = score
+            self.best, self.best_epoch = score, epoch + 1
             save_checkpoint(self.out / "best", self.system, checkpoint_info)
         save_checkpoint(self.out / "last", self.system, checkpoint_info)
         state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                  "scaler": self.scaler.state_dict(), "epoch": epoch + 1, "best": self.best,
-                 "elapsed": self.elapsed, "epochs": self.epochs}  # fmt: skip
+                 "best_epoch": self.best_epoch, "elapsed": self.elapsed, "epochs": self.epochs}  # fmt: skip
         atomic_write(self.out / "last_state.pt", lambda handle: torch.save(state, handle))
         tqdm.write(f"epoch {epoch + 1}: loss {loss:.4f}  " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
 
@@ -296,6 +353,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.start_epoch, self.best, self.elapsed = state["epoch"], state["best"], state["elapsed"]
+        self.best_epoch = state.get("best_epoch", 0)
         self.epochs = max(self.epochs, state["epochs"])
 
 
@@ -329,7 +387,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"best {'SELD' if config.metric != 'dcase2025' else '1-F'} {result['best']:.4f} after "
+        print(f"best {selection_name(config.metric)} {result['best']:.4f} after "
               f"{result['epochs']} epochs ({result['minutes']:.1f} min); checkpoints in {config.out}")  # fmt: skip
     return result
 

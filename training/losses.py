@@ -1,14 +1,36 @@
-"""Training losses of the zoo, each unit-tested on hand-made cases (tests/test_losses.py).
+"""Training losses by name, combined with weights and switched by epoch (tests/test_losses.py).
 
-Shapes follow seld_edge.formats.labels: multi-ACCDOA output (B, T, 3 * A * C) with ADPIT targets
-(B, T, 6, 1 + A, C) (A = 3 axes, or 4 with distance); track-wise sed (B, T, K, C) and doa (B, T, K, 3).
+A loss is a weighted sum of named terms, e.g. ``{"bce": 0.3, "masked_mse": 0.7}`` (GLFER-Net) or
+``{"mse": 1, "mspe": {"weight": 2, "normaliser": "all"}}`` (Stereo-RCnet); a term's value is its weight
+or a mapping of its weight and options. A model's output format names its default loss; the model
+card overrides it with its paper's, and the config with ``loss=...`` (and ``loss_weights``). A
+:class:`LossSchedule` switches to other terms from a given epoch (M2M-AST: BCE first, then soft-F).
+
+Terms that work on any format read its :class:`seld_edge.formats.LossView` (activity, direction
+vectors, distances): ``bce``, ``soft_f``, ``mse``, ``masked_mse``, ``mspe``. Two are bound to their
+format's arrays: ``adpit_mse`` (multi-ACCDOA output, ADPIT targets) and ``trackwise_pit`` (EINV2's sed and
+doa tracks). Shapes: multi-ACCDOA output (B, T, 3 * A * C) with ADPIT targets (B, T, 6, 1 + A, C) (A = 3
+axes, or 4 with distance); track-wise sed (B, T, K, C) and doa (B, T, K, 3).
+
+Normalisers of the masked terms: ``active`` averages over the active target elements (every coordinate
+of every active class and frame), ``all`` sums the masked errors (squared norms over coordinates) and
+divides by frames x classes, as GLFER-Net's eq. 9 and Stereo-RCnet's eqs. 4-5 are written.
 """
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from itertools import permutations
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from seld_edge.errors import SeldEdgeError, unknown_name
+from seld_edge.formats import OutputFormat
+
+Tensors = Mapping[str, torch.Tensor]
+NORMALISERS = ("active", "all")
 
 # ADPIT: the 13 ways to lay the 6 target slots (A0, B0, B1, C0, C1, C2) over 3 output tracks: A0 on
 # every track, the 6 two-source arrangements of B0/B1, the 6 orders of C0/C1/C2 (Shimada et al. 2022).
@@ -65,10 +87,20 @@ def trackwise_pit_loss(
     return torch.stack(per_order).min(dim=0).values.mean()
 
 
-def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """MSE counted where mask is 1 (e.g. DOA of active classes only), averaged over the mask's mass."""
+def masked_mse(
+    prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, normaliser: str = "active"
+) -> torch.Tensor:
+    """Squared error counted where mask is 1 (e.g. DOA of active classes only).
+
+    prediction and target are (..., A, C) with A coordinates on axis -2, mask broadcasts to them;
+    ``active`` averages over the mask's elements, ``all`` divides the summed squared norms by the number
+    of (frame, class) positions.
+    """
     mask = mask.expand_as(target).to(prediction.dtype)
-    return ((prediction - target) ** 2 * mask).sum() / mask.sum().clamp_min(1.0)
+    squared = (prediction - target) ** 2 * mask
+    if normaliser == "active":
+        return squared.sum() / mask.sum().clamp_min(1.0)
+    return squared.sum(dim=-2).mean()
 
 
 def soft_f_loss(probabilities: torch.Tensor, target: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
@@ -79,28 +111,179 @@ def soft_f_loss(probabilities: torch.Tensor, target: torch.Tensor, eps: float = 
     return 1.0 - 2.0 * tp / (2.0 * tp + fp + fn + eps)
 
 
-def mspe(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """Mean squared percentage error of distances on active events (Stereo-RCnet's distance loss)."""
-    return masked_mse(prediction / (target + eps), torch.ones_like(target), mask)
-
-
-def format_loss(
-    output_format: str, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
+def mspe(
+    prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, normaliser: str = "active", eps: float = 1e-3
 ) -> torch.Tensor:
-    """The loss each output format trains with (the papers' choices; reference/models.md).
+    """Mean squared percentage error of distances (..., C) on active events (Stereo-RCnet's eq. 5):
+    ((d - d_hat) / d)^2 where mask is 1. eps keeps an inactive zero distance from dividing by zero."""
+    mask = mask.expand_as(target).to(prediction.dtype)
+    relative = (target - prediction) / (target + eps) * mask
+    if normaliser == "active":
+        return (relative**2).sum() / mask.sum().clamp_min(1.0)
+    return (relative**2).mean()
 
-    multi_accdoa: ADPIT MSE. accdoa: MSE. trackwise: frame-level PIT 0.5 BCE + 0.5 MSE (EINV2).
-    sed_doa: 0.3 BCE + 0.7 MSE on active classes only (GLFER-Net, FFMamba).
+
+# --------------------------------------------------------------------------------------------------
+# terms by name
+
+
+def _view(fmt: OutputFormat, outputs: Tensors, targets: Tensors):
+    return fmt.loss_view(outputs, targets)
+
+
+def _activity(fmt: OutputFormat, outputs: Tensors, targets: Tensors, term: str) -> tuple[torch.Tensor, torch.Tensor]:
+    view = _view(fmt, outputs, targets)
+    if view.activity is None:
+        raise SeldEdgeError(f"{term} needs class activity, which the {fmt.name} format does not predict")
+    return view.activity
+
+
+def _bce(fmt: OutputFormat, outputs: Tensors, targets: Tensors) -> torch.Tensor:
+    return F.binary_cross_entropy(*_activity(fmt, outputs, targets, "bce"))
+
+
+def _soft_f(fmt: OutputFormat, outputs: Tensors, targets: Tensors) -> torch.Tensor:
+    return soft_f_loss(*_activity(fmt, outputs, targets, "soft_f"))
+
+
+def _mse(fmt: OutputFormat, outputs: Tensors, targets: Tensors) -> torch.Tensor:
+    """Squared norm of the vector error averaged over frames x classes (Stereo-RCnet's eq. 4)."""
+    prediction, target = _view(fmt, outputs, targets).vectors
+    return ((prediction - target) ** 2).sum(dim=-2).mean()
+
+
+def _masked_mse(fmt: OutputFormat, outputs: Tensors, targets: Tensors, normaliser: str = "active") -> torch.Tensor:
+    view = _view(fmt, outputs, targets)
+    return masked_mse(*view.vectors, view.active, normaliser)
+
+
+def _mspe(fmt: OutputFormat, outputs: Tensors, targets: Tensors, normaliser: str = "active") -> torch.Tensor:
+    view = _view(fmt, outputs, targets)
+    if view.distance is None:
+        raise SeldEdgeError(f"mspe needs distances, which the {fmt.name} format does not predict")
+    return mspe(*view.distance, view.active[..., 0, :], normaliser)
+
+
+def _adpit(fmt: OutputFormat, outputs: Tensors, targets: Tensors) -> torch.Tensor:
+    if "adpit" not in targets:
+        raise SeldEdgeError(f"adpit_mse needs ADPIT targets (the multi_accdoa format), not {fmt.name}'s")
+    return adpit_loss(outputs["accdoa"], targets["adpit"])
+
+
+def _trackwise(fmt: OutputFormat, outputs: Tensors, targets: Tensors, sed_weight: float = 0.5) -> torch.Tensor:
+    if targets["sed"].ndim != 4:
+        raise SeldEdgeError(f"trackwise_pit needs track-wise targets (the trackwise format), not {fmt.name}'s")
+    return trackwise_pit_loss(outputs["sed"], outputs["doa"], targets["sed"], targets["doa"], sed_weight)
+
+
+LOSS_TERMS: dict[str, Callable[..., torch.Tensor]] = {
+    "adpit_mse": _adpit,
+    "trackwise_pit": _trackwise,
+    "bce": _bce,
+    "soft_f": _soft_f,
+    "mse": _mse,
+    "masked_mse": _masked_mse,
+    "mspe": _mspe,
+}
+_OPTIONS: dict[str, dict[str, tuple[type, ...]]] = {
+    "masked_mse": {"normaliser": (str,)},
+    "mspe": {"normaliser": (str,)},
+    "trackwise_pit": {"sed_weight": (int, float)},
+}
+
+
+@dataclass(frozen=True)
+class Term:
+    name: str
+    weight: float
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A weighted sum of named terms for one output format; call it with outputs and targets by name."""
+
+    fmt: OutputFormat
+    terms: tuple[Term, ...]
+
+    @classmethod
+    def from_spec(cls, fmt: OutputFormat, spec: Mapping[str, Any] | str) -> "Loss":
+        """Terms from a spec (a term name, or name -> weight | {weight, options}); every name, option and
+        weight is checked here, before any data is loaded."""
+        if isinstance(spec, str):
+            spec = {spec: 1.0}
+        if not isinstance(spec, Mapping) or not spec:
+            raise SeldEdgeError(f"loss must be a loss name or a mapping of names to weights, got {spec!r}")
+        terms = []
+        for name, value in spec.items():
+            if name not in LOSS_TERMS:
+                raise unknown_name("loss", str(name), LOSS_TERMS)
+            options = dict(value) if isinstance(value, Mapping) else {"weight": value}
+            weight = options.pop("weight", 1.0)
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight):
+                raise SeldEdgeError(f"loss {name}: weight must be a number, got {weight!r}")
+            allowed = _OPTIONS.get(name, {})
+            for key, option in options.items():
+                if key not in allowed:
+                    raise unknown_name(f"{name} option", key, ["weight", *allowed])
+                if not isinstance(option, allowed[key]) or isinstance(option, bool):
+                    raise SeldEdgeError(f"loss {name}: {key} must be {allowed[key][0].__name__}, got {option!r}")
+                if key == "normaliser" and option not in NORMALISERS:
+                    raise unknown_name(f"{name} normaliser", option, NORMALISERS)
+            terms.append(Term(name, float(weight), options))
+        return cls(fmt, tuple(terms))
+
+    def __call__(self, outputs: Tensors, targets: Tensors) -> torch.Tensor:
+        return sum(
+            term.weight * LOSS_TERMS[term.name](self.fmt, outputs, targets, **term.options) for term in self.terms
+        )
+
+    def describe(self) -> str:
+        return " + ".join(f"{term.weight:g} {term.name}" for term in self.terms)
+
+
+@dataclass(frozen=True)
+class LossSchedule:
+    """The loss of each epoch: ``first`` until the first switch, then each switch's loss from its epoch on.
+
+    Switch points are epochs counted from 1, or fractions of the planned epochs in (0, 1) (a 10-minute
+    run re-plans its epochs, and "halfway" stays halfway).
     """
-    if output_format == "multi_accdoa":
-        return adpit_loss(outputs["accdoa"], targets["adpit"])
-    if output_format == "accdoa":
-        return F.mse_loss(outputs["accdoa"], targets["accdoa"])
-    if output_format == "trackwise":
-        return trackwise_pit_loss(outputs["sed"], outputs["doa"], targets["sed"], targets["doa"])
-    if output_format == "sed_doa":
-        sed_target = targets["sed"]
-        mask = sed_target.repeat(1, 1, 3)  # doa is [coordinate][class]: x block, y block, z block
-        bce = F.binary_cross_entropy(outputs["sed"], sed_target)
-        return 0.3 * bce + 0.7 * masked_mse(outputs["doa"], targets["doa"], mask)
-    raise ValueError(f"no loss for output format {output_format!r}")
+
+    first: Loss
+    switches: tuple[tuple[float, Loss], ...] = ()
+
+    def at(self, epoch: int, total_epochs: int) -> Loss:
+        """The loss of 0-based ``epoch`` of ``total_epochs``."""
+        current = self.first
+        for point, loss in self.switches:
+            start = math.floor(point * total_epochs) if point < 1 else int(point) - 1
+            if epoch >= start:
+                current = loss
+        return current
+
+
+def _switch_point(at: Any) -> float:
+    try:
+        point = float(at)
+    except (TypeError, ValueError):
+        raise SeldEdgeError(f"loss_schedule: {at!r} is not an epoch number or a fraction of the epochs") from None
+    if not (0 < point < 1 or (point >= 1 and point == int(point))):
+        raise SeldEdgeError(f"loss_schedule: {at!r} must be an epoch (1, 2, ...) or a fraction in (0, 1)")
+    return point
+
+
+def loss_schedule(fmt: OutputFormat, config: Any) -> LossSchedule:
+    """The losses a training config asks for: ``config.loss`` (the output format's default when None),
+    its terms re-weighted by ``config.loss_weights``, switched by ``config.loss_schedule``."""
+    spec = fmt.default_loss if config.loss is None else config.loss
+    spec = {spec: 1.0} if isinstance(spec, str) else dict(spec)
+    for name, weight in config.loss_weights.items():
+        if name not in spec:
+            raise SeldEdgeError(f"loss_weights: {name!r} is not a term of the loss ({', '.join(spec)})")
+        spec[name] = {**spec[name], "weight": weight} if isinstance(spec[name], Mapping) else weight
+    switches = sorted(
+        ((_switch_point(at), Loss.from_spec(fmt, later)) for at, later in config.loss_schedule.items()),
+        key=lambda switch: switch[0],
+    )
+    return LossSchedule(Loss.from_spec(fmt, spec), tuple(switches))

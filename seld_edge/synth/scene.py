@@ -200,10 +200,14 @@ def _wrap_degrees(angle: np.ndarray) -> np.ndarray:
     return (angle + 180.0) % 360.0 - 180.0
 
 
-def scene_audio(in_channels: int, seconds: float, seed: int = 0) -> np.ndarray:
-    """A generated scene's audio as a model takes it: FOA, or stereo (L = W + Y, R = W - Y) for 2 channels.
+def scene_audio(audio_format: str, seconds: float, seed: int = 0) -> np.ndarray:
+    """A generated scene's audio in a recording format: FOA, or stereo (L = W + Y, R = W - Y).
 
     For benchmarks and parity runs, which need realistic audio but not its labels.
     """
     foa, _ = generate_scene(seconds, np.random.default_rng(seed))
-    return foa if in_channels == 4 else foa_to_stereo(foa)
+    if audio_format == "foa":
+        return foa
+    if audio_format == "stereo":
+        return foa_to_stereo(foa)
+    raise SeldEdgeError(f"no synthetic {audio_format} recordings: the generator renders foa and stereo")
