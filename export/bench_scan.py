@@ -14,12 +14,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from seld_edge.benchmark import pin_to_one_core, time_call, time_calls_in_turns
-from seld_edge.models import model_card
+from seld_edge.models import SeldSystem, model_card
 from seld_edge.ops.selective_scan import (
     CHUNK_SIZE,
     CPU_BLOCK_SIZE,
@@ -126,14 +125,10 @@ def _bench_onnx_scan(args: tuple, torch_s: float) -> Iterator[str]:
 
 def _bench_ffmamba() -> Iterator[str]:
     from export.onnx_export import Exporter
-    from seld_edge.benchmark import bench_runtime
-    from seld_edge.models import SeldSystem
+    from training.bench import bench_runtime
     from training.checkpoint import save_checkpoint
 
-    card = model_card("ffmamba")
-    config = card.feature_config()
-    shape = (config.out_channels, 1, config.n_bins)
-    system = SeldSystem("ffmamba", {}, np.zeros(shape, np.float32), np.ones(shape, np.float32)).eval()
+    system = SeldSystem.unnormalised("ffmamba").eval()
     names = [f"class_{i}" for i in range(system.model_args["num_classes"])]
     with tempfile.TemporaryDirectory() as tmp:
         stem = Path(tmp) / "ffmamba"

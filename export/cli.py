@@ -1,13 +1,18 @@
-"""``seld-edge export``: seld_edge/cli.py registers :func:`export_command` with main.add_command.
+"""The export layer's commands: ``export``, ``parity`` and ``bench scan``.
 
-Imports of torch and onnx stay inside the function so that ``seld-edge --help`` remains fast and
-works on the torch-free runtime install.
+:func:`register` adds them to the main group through the ``seld_edge.commands`` entry point. Imports
+of torch and onnx stay inside the functions so that ``seld-edge --help`` remains fast and works on the
+torch-free runtime install.
 """
 
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
+
+from seld_edge.errors import SeldEdgeError, require
+from seld_edge.metrics import METRICS
 
 if TYPE_CHECKING:
     from export.trt_build import EngineOptions
@@ -76,8 +81,6 @@ def export_command(
     the tensorrt module imports; elsewhere a build_engine.sh beside the ONNX file runs the equivalent
     trtexec on the device.
     """
-    from seld_edge.errors import SeldEdgeError, require
-
     engine_only = {"--fp16": fp16, "--int8": int8, "--calib": calib, "--workspace": workspace,
                    "--opt-seconds": opt_seconds, "--plugin": plugin}  # fmt: skip
     given = [name for name, value in engine_only.items() if value is not None and value is not False]
@@ -117,3 +120,82 @@ def _engine(onnx_path: Path, meta: "ModelMetadata", options: "EngineOptions") ->
         f"tensorrt does not import here: wrote {onnx_path.name} and {script}; run that script on the Jetson "
         f"to build {onnx_path.with_suffix('.engine').name}"
     )
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Data set: also compare end to end.")
+@click.option("--metric", type=click.Choice(METRICS), default="dcase2023", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+def parity(checkpoint: Path, model: Path, data: Path | None, metric: str, as_json: bool) -> None:
+    """PyTorch (CHECKPOINT) against the runtime (MODEL) on the same audio: errors per output.
+
+    Without --data a generated scene is used and only outputs and features are compared; with
+    --data the held-out clips also go end to end to DCASE events and scores (delta SELD).
+    """
+    require("torch", "train")
+    from export.parity import DELTA_SELD_BOUND, compare, data_clips, generated_clip, within_bounds
+    from runtime.model import load_model
+    from seld_edge.io import file_sha256
+    from training.checkpoint import load_checkpoint, resolve_checkpoint
+
+    system, _ = load_checkpoint(checkpoint)
+    runtime = load_model(model)
+    meta = runtime.metadata
+    if meta.model != system.name or meta.checkpoint_sha256 != file_sha256(
+        resolve_checkpoint(checkpoint).with_suffix(".safetensors")
+    ):
+        raise SeldEdgeError(f"{model} was not exported from {checkpoint} (model {meta.model}, other weights)")
+    clips = data_clips(data, meta) if data is not None else [generated_clip(meta)]
+    if not clips:
+        raise SeldEdgeError(f"{data}: no labelled held-out (test) clips to compare on")
+    report = compare(system, runtime, clips, metric)
+    report["bounds"] = {"max_abs_error": runtime.parity_bound, "delta_seld": DELTA_SELD_BOUND}
+    report["within_bounds"] = within_bounds(report, runtime.parity_bound)
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        _print_parity(report, meta.model, len(clips), metric)
+    if not report["within_bounds"]:
+        click.echo(
+            f"parity: outside the bounds (max abs error <= {runtime.parity_bound:g}, "
+            f"|delta SELD| <= {DELTA_SELD_BOUND})",
+            err=True,
+        )
+        raise SystemExit(1)
+
+
+def _print_parity(report: dict[str, Any], model: str, clips: int, metric: str) -> None:
+    click.echo(f"parity {model}: {clips} clip(s); features max abs error {report['feature_max_abs_error']:.2e}")
+    click.echo(f"  {'output':<10}{'max abs':>12}{'p99 abs':>12}{'max rel':>12}")
+    for name, stats in report["outputs"].items():
+        click.echo(
+            f"  {name:<10}{stats['max_abs_error']:>12.2e}{stats['p99_abs_error']:>12.2e}{stats['max_rel_error']:>12.2e}"
+        )
+    if report["delta_seld"] is not None:
+        click.echo(
+            f"  end to end ({metric}): |delta SELD| {report['delta_seld']:.4f}, |delta F| {report['delta_f']:.4f}, "
+            f"{report['differing_detections']} differing detections"
+        )
+
+
+@click.command("scan")
+@click.option("--length", type=click.IntRange(min=1), default=None, help="Scan length L (default: a 5 s first stage).")
+@click.option("--no-model", is_flag=True, help="Skip exporting and timing the whole FFMamba (about a minute).")
+def bench_scan_command(length: int | None, no_model: bool) -> None:
+    """Selective scan and FFMamba on one core: chunked vs sequential, ONNX flavour, 5 s clip latency."""
+    require("torch", "train")
+    from export.bench_scan import bench_selective_scan
+
+    for line in bench_selective_scan(length=length, with_model=not no_model):
+        click.echo(line)
+
+
+def register(main: click.Group) -> None:
+    """The export layer's commands (entry point ``seld_edge.commands``: export)."""
+    main.add_command(export_command)
+    main.add_command(parity)
+    bench = main.commands["bench"]
+    assert isinstance(bench, click.Group)
+    bench.add_command(bench_scan_command)

@@ -5,8 +5,9 @@ In the spirit of Ultralytics' exporter (engine/exporter.py): formats are looked 
 reports one line ("onnx: 2.9 MB in 3.1 s") and re-raises on failure; every call returns an
 :class:`ExportResult` row. Unlike it, nothing is installed and no option is silently switched off.
 
-The ONNX graph takes raw features named ``features`` (batch, C, T, F) float32 with a dynamic batch and
-a dynamic time axis (1 s to 60 s by default, T a whole number of label frames) and carries its
+The ONNX graph takes raw features (batch, C, T, F) float32 per input (``features``, or one per part of
+a composite) with a dynamic batch and a dynamic time axis (1 s to 60 s by default, T a whole number of
+label frames; a network whose card fixes its time axis takes exactly its window) and carries its
 :class:`ModelMetadata` in metadata_props, so ``seld-edge run MODEL`` needs nothing else.
 """
 
@@ -29,7 +30,7 @@ from export.graph_check import Finding, check_for_tensorrt, refuse_if_strict
 from export.selective_scan_onnx import SCAN_FLAVOURS, translation_table
 from seld_edge.errors import SeldEdgeError, unknown_name
 from seld_edge.io import atomic_write
-from seld_edge.model_metadata import INPUT_NAME, ModelMetadata
+from seld_edge.model_metadata import ModelMetadata
 from training.checkpoint import checkpoint_metadata, load_checkpoint, resolve_checkpoint
 
 OPSETS = range(18, 21)  # TensorRT 10.3 parses 9-20; the dynamo exporter writes 18 natively
@@ -123,6 +124,11 @@ class Exporter:
     ) -> None:
         self.stem = resolve_checkpoint(checkpoint)
         self.system, self.meta = load_checkpoint(self.stem.with_suffix(".json"))
+        if not self.system.format.decodable:
+            raise SeldEdgeError(
+                f"{checkpoint}: a {self.system.name} alone gives no events ({self.system.format.name} outputs only); "
+                "compose it with its other part (seld-edge compose) and export that"
+            )
         self.options = options or ExportOptions()
         self.log = log
 
@@ -170,28 +176,34 @@ class Exporter:
         from torch.export._patches import register_gru_while_loop_decomposition, register_lstm_while_loop_decomposition
 
         meta = self.metadata()
-        card = self.system.card
-        frames_per_label = meta.frames_per_label
         labels = Dim(
             "labels",
-            min=math.ceil(self.options.min_seconds * card.label_rate_hz),
-            max=math.floor(self.options.max_seconds * card.label_rate_hz),
+            min=math.ceil(self.options.min_seconds * meta.label_rate_hz),
+            max=math.floor(self.options.max_seconds * meta.label_rate_hz),
         )
-        config = card.feature_config()
+        dynamic_time = self.system.dynamic_time
         # Batch 2: an example dimension of size 1 would be specialised to 1 by torch.export.
-        example = torch.randn(2, config.out_channels, meta.window_frames, config.n_bins)
+        examples, dynamic_shapes = [], []
+        batch = Dim("batch", min=1)
+        for model_input in meta.inputs:
+            config = model_input.feature_config
+            examples.append(torch.randn(2, config.out_channels, meta.window_frames(model_input), config.n_bins))
+            time_axis = labels * meta.frames_per_label(model_input) if dynamic_time else None
+            dynamic_shapes.append({0: batch, 2: time_axis} if dynamic_time else {0: batch})
+        clips = f"{self.options.min_seconds:g}-{self.options.max_seconds:g} s clips" if dynamic_time else (
+            f"{meta.window_labels / meta.label_rate_hz:g} s windows")  # fmt: skip
         self.log(
             f"onnx: exporting {meta.model} (torch {torch.__version__.split('+')[0]}, opset {self.options.opset}, "
-            f"{self.options.min_seconds:g}-{self.options.max_seconds:g} s clips)"
+            f"{clips})"
         )
         with register_gru_while_loop_decomposition(), register_lstm_while_loop_decomposition(), quiet_torch_export():
             program = torch.onnx.export(
                 self.system,
-                (example,),
-                input_names=[INPUT_NAME],
+                tuple(examples),
+                input_names=[i.name for i in meta.inputs],
                 output_names=list(self.system.output_names),
                 opset_version=self.options.opset,
-                dynamic_shapes=({0: Dim("batch", min=1), 2: labels * frames_per_label},),
+                dynamic_shapes=tuple(dynamic_shapes),
                 external_data=False,
                 optimize=True,
                 verbose=False,

@@ -17,12 +17,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from runtime.pipeline import Model, clip_events, window_and_hop
+from runtime.pipeline import Model, clip_events, hop_labels
+from seld_edge.audio import read_audio
 from seld_edge.features import compute_features
 from seld_edge.formats import Event, find_clips, read_events
-from seld_edge.metrics import evaluate
+from seld_edge.formats.dataset import recordings
+from seld_edge.inference import n_label_frames
+from seld_edge.metrics import evaluate, selection_score
 from seld_edge.model_metadata import ModelMetadata
-from seld_edge.models import SeldSystem
+from seld_edge.models import Systems
 from seld_edge.synth import scene_audio
 from training.frontend import FeatureExtractor
 from training.predict import TorchModel
@@ -54,34 +57,40 @@ def error_stats(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float
 
 @dataclass
 class ParityClip:
+    """One clip: its audio for each input of the model (by input name), and its reference events if known."""
+
     name: str
-    audio: np.ndarray
+    audio: dict[str, np.ndarray]
     reference: list[Event] | None
 
 
 def generated_clip(meta: ModelMetadata, seconds: float = 10.0, seed: int = 0) -> ParityClip:
-    """A synthetic scene in the model's input format (FOA, or stereo via L = W + Y, R = W - Y).
-
-    Its labels are not used: without a data set, parity compares outputs and features only.
-    """
-    return ParityClip("generated", scene_audio(meta.feature_config.in_channels, seconds, seed), None)
+    """A synthetic scene in each input's recording format. Its labels are not used: without a data set,
+    parity compares outputs and features only."""
+    audio = {i.name: scene_audio(i.feature_config.audio_format, seconds, seed) for i in meta.inputs}
+    return ParityClip("generated", audio, None)
 
 
 def data_clips(data_dir: Path, meta: ModelMetadata, split: str = "test") -> list[ParityClip]:
-    from seld_edge.audio import read_audio
-
-    folder = "stereo_dev" if meta.feature_config.in_channels == 2 else "foa_dev"
-    clips = [c for c in find_clips(data_dir, folder) if c.split == split and c.metadata is not None]
-    config = meta.feature_config
-    return [
-        ParityClip(c.name, read_audio(c.audio, config.sample_rate, config.in_channels),
-                   read_events(c.metadata, reference=True, num_classes=meta.num_classes))
-        for c in clips
-    ]  # fmt: skip
+    """The labelled clips of a data set's split, with each input's recording."""
+    first = meta.inputs[0].feature_config
+    clips = [c for c in find_clips(data_dir, first.audio_folder) if c.split == split and c.metadata is not None]
+    formats = list(dict.fromkeys(i.feature_config.audio_format for i in meta.inputs))
+    found = []
+    for clip in clips:
+        files = recordings(clip.audio, formats) if len(formats) > 1 else [{formats[0]: clip.audio}]
+        audio = {}
+        for model_input in meta.inputs:
+            config = model_input.feature_config
+            path = files[0][config.audio_format]
+            audio[model_input.name] = read_audio(path, config.sample_rate, config.in_channels, config.min_samples)
+        reference = read_events(clip.metadata, reference=True, num_classes=meta.num_classes)
+        found.append(ParityClip(clip.name, audio, reference))
+    return found
 
 
 def compare(
-    system: SeldSystem,
+    system: Systems,
     runtime: Model,
     clips: Sequence[ParityClip],
     metric: str = "dcase2023",
@@ -92,19 +101,22 @@ def compare(
     windows, averaging and post-processing as `seld-edge run` and `seld-edge predict`.
     """
     meta = runtime.metadata
-    config = meta.feature_config
-    _, hop = window_and_hop(meta)
+    hop = hop_labels(meta)
     pytorch = TorchModel(system, meta)
-    twin = FeatureExtractor(config)
+    twins = {i.name: FeatureExtractor(i.feature_config) for i in meta.inputs}
     per_output: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {name: [] for name in meta.output_names}
     feature_error = 0.0
     pairs_torch, pairs_runtime, differing = [], [], 0
     for clip in clips:
-        features = compute_features(clip.audio, config)
-        with torch.no_grad():
-            twin_features = twin(torch.from_numpy(clip.audio)[None])[0].numpy()
-        feature_error = max(feature_error, float(np.abs(twin_features - features).max()))
-        windows = _windows(features, meta.window_frames, hop)
+        features, twin_features = {}, {}
+        for model_input in meta.inputs:
+            audio = clip.audio[model_input.name]
+            features[model_input.name] = compute_features(audio, model_input.feature_config)
+            with torch.no_grad():
+                twin_features[model_input.name] = twins[model_input.name](torch.from_numpy(audio)[None])[0].numpy()
+            error = np.abs(twin_features[model_input.name] - features[model_input.name]).max()
+            feature_error = max(feature_error, float(error))
+        windows = _windows(features, meta, hop)
         torch_out, runtime_out = pytorch(windows), runtime(windows)
         for name in meta.output_names:
             per_output[name].append((torch_out[name], np.asarray(runtime_out[name])))
@@ -130,20 +142,25 @@ def compare(
     if pairs_torch:
         scores_torch = evaluate(pairs_torch, metric=metric, num_classes=meta.num_classes)
         scores_runtime = evaluate(pairs_runtime, metric=metric, num_classes=meta.num_classes)
-        key = "SELD" if "SELD" in scores_torch else "F"
-        report["delta_seld"] = abs(scores_torch[key] - scores_runtime[key])
+        report["delta_seld"] = abs(selection_score(scores_torch) - selection_score(scores_runtime))
         report["delta_f"] = abs(scores_torch["F"] - scores_runtime["F"])
         report["differing_detections"] = differing
         report["scores_pytorch"], report["scores_runtime"] = scores_torch, scores_runtime
     return report
 
 
-def _windows(features: np.ndarray, window: int, hop: int) -> np.ndarray:
-    """Non-padded windows of the clip (at least one, zero-padded if the clip is shorter)."""
-    if features.shape[1] < window:
-        features = np.pad(features, ((0, 0), (0, window - features.shape[1]), (0, 0)))
-    starts = range(0, features.shape[1] - window + 1, hop)
-    return np.stack([features[:, s : s + window] for s in starts])
+def _windows(features: dict[str, np.ndarray], meta: ModelMetadata, hop: int) -> dict[str, np.ndarray]:
+    """Non-overlapping-or-hopped windows of the clip for each input (at least one, zero-padded if the
+    clip is shorter), cut at the same label frames in every input."""
+    n_labels = max(n_label_frames(features, meta), meta.window_labels)
+    starts = range(0, n_labels - meta.window_labels + 1, hop)
+    windows = {}
+    for model_input in meta.inputs:
+        per_label, array = meta.frames_per_label(model_input), features[model_input.name]
+        array = np.pad(array, ((0, 0), (0, max(0, n_labels * per_label - array.shape[1])), (0, 0)))
+        size = meta.window_labels * per_label
+        windows[model_input.name] = np.stack([array[:, s * per_label : s * per_label + size] for s in starts])
+    return windows
 
 
 def _keys(events: Sequence[Event]) -> set[tuple[int, int, int]]:

@@ -21,7 +21,7 @@ from export.onnx_export import Exporter, ExportOptions  # noqa: E402
 from seld_edge import __version__  # noqa: E402
 from seld_edge.cli import main  # noqa: E402
 from seld_edge.errors import SeldEdgeError  # noqa: E402
-from seld_edge.model_metadata import ModelMetadata  # noqa: E402
+from seld_edge.model_metadata import ModelInput, ModelMetadata  # noqa: E402
 from seld_edge.models import SeldSystem, list_models, model_card  # noqa: E402
 from seld_edge.postprocess import PostProcessing  # noqa: E402
 from training.checkpoint import save_checkpoint  # noqa: E402
@@ -106,12 +106,13 @@ def test_export_is_one_file_with_the_metadata_contract(exports, name):
     assert parsed == ModelMetadata(
         model=name,
         model_args=meta["model_args"],
-        feature_config=config,
+        inputs=(ModelInput("features", config),),
         class_names=tuple(meta["class_names"]),
         output_format=card.output_format,
+        format_options=system.format.options(),
         output_names=tuple(system.output_names),
         label_rate_hz=card.label_rate_hz,
-        window_frames=clip_frames(name, CHUNK_SECONDS),
+        window_labels=round(CHUNK_SECONDS * card.label_rate_hz),
         postprocess=POSTPROCESS,
         checkpoint_sha256=hashlib.sha256(weights.read_bytes()).hexdigest(),
         package_version=__version__,

@@ -12,9 +12,10 @@ SCRIPT = BLOCK_TORCH + textwrap.dedent(
     from click.testing import CliRunner
     from seld_edge.cli import main
     from seld_edge.features import compute_features, feature_config
-    from seld_edge.formats.labels import decode_multi_accdoa, encode_adpit, adpit_to_multi_accdoa
-    from seld_edge.formats import read_events
+    from seld_edge.formats import get_output_format, read_events
+    from seld_edge.formats.accdoa import adpit_to_multi_accdoa
     from seld_edge.metrics import evaluate
+    from seld_edge.postprocess import PostProcessing
 
     out = sys.argv[1]
     runner = CliRunner()
@@ -26,7 +27,9 @@ SCRIPT = BLOCK_TORCH + textwrap.dedent(
     assert np.load(out + "/f.npy").shape == (7, 150, 64)
     csv = next(__import__("pathlib").Path(out).rglob("*.csv"))
     events = read_events(csv, reference=True)
-    decoded = decode_multi_accdoa(adpit_to_multi_accdoa(encode_adpit(events, 30, 13)), 13)
+    fmt = get_output_format("multi_accdoa")
+    outputs = {"accdoa": adpit_to_multi_accdoa(fmt.encode(events, 30, 13)["adpit"])}
+    decoded = fmt.decode(outputs, 13, PostProcessing())
     assert evaluate([(events, decoded)])["ER"] == 0.0
     result = runner.invoke(main, ["bench", "features", "--seconds", "1"])
     assert "torch   (not installed" in result.output, result.output
