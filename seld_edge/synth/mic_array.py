@@ -16,16 +16,20 @@ polynomials and h_n' the derivative of the spherical Hankel function of the *sec
 h_n = j_n - i y_n. The kind fixes the sign convention: with the second kind the formula is the
 response for numpy's inverse FFT (x(t) = sum X(f) e^(+2 pi i f t)), unit gain at DC and a phase lead
 on the capsule facing the source, as physics asks (tests/test_mic_array.py checks both). The first
-kind, h_n = j_n + i y_n, in the same formula gives -1 at DC: it belongs with i^(n+1).
+kind, h_n = j_n + i y_n, in the same formula gives -1 at DC; it belongs to the physicists' e^(-i w t)
+convention, where the response is the complex conjugate, (-i)^(n-1) / h_n'(ka) with the first kind.
 
 We write the series as H = sum_n (2n + 1) b_n(ka) P_n(cos gamma) with the modal weights
 b_n = i^(n-1) / ((ka)^2 h_n'(ka)). Truncation: N = 30, the order the DCASE descriptions use. At our
 highest frequency (12 kHz, ka = 9.2) the terms fall off factorially once n > ka; the sum to 30
-differs from the sum to 60 by under 1e-12, to 25 by 4e-9, to 20 by 1e-5. DC (ka = 0, where 1/(ka)^2
+differs from the sum to 60 by under 1e-12, to 25 by 4e-9, to 20 by 1e-5 (30 terms hold 1e-6 up to
+20 kHz, ka = 15; at 24 kHz, for 48 kHz audio, 1e-4). DC (ka = 0, where 1/(ka)^2
 and 1/h_n' are 0 * infinity) takes its limit: b_0 = 1, b_n = 0 for n >= 1, an omnidirectional
 capsule with unit gain. At low ka the series gives a phase lead of 1.5 ka cos(gamma): the rigid sphere
 makes inter-capsule delays 1.5 times the free-field ones.
 
+Each propagation path (direct sound, first-order reflections) reaches the array as a plane wave: the
+sources are 1 m or more away, 24 radii, so the wavefront bends by under 1 mm across the sphere.
 Moving sources (:func:`encode_mic`): the direction is taken once per block of BLOCK_HOP samples
 (10.7 ms at 24 kHz; a source at 60 deg/s turns 0.64 degrees per block), each Hann-windowed block of
 2 * BLOCK_HOP samples (the windows sum to one) is filtered with the array's response for the block's
