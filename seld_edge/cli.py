@@ -37,7 +37,13 @@ def main() -> None:
 
 @main.command()
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["foa", "stereo"]), default="foa", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    default="foa",
+    show_default=True,
+    help="foa, mic (tetrahedral array), stereo (DCASE 2025), or foa,mic: both recordings of the same scenes.",
+)
 @click.option("--train", "n_train", type=click.IntRange(min=0), default=24, show_default=True, help="Training scenes.")
 @click.option("--test", "n_test", type=click.IntRange(min=0), default=8, show_default=True, help="Held-out scenes.")
 @click.option("--seconds", type=click.FloatRange(min=1.0), default=30.0, show_default=True, help="Scene length.")
@@ -46,11 +52,13 @@ def main() -> None:
 def synth(out_dir: Path, fmt: str, n_train: int, n_test: int, seconds: float, seed: int, no_reflections: bool) -> None:
     """Write a synthetic STARSS23-layout data set (audio + DCASE metadata) to OUT_DIR."""
     from seld_edge.synth import generate_dataset
+    from seld_edge.synth.dataset import parse_formats
 
+    formats = parse_formats(fmt)
     paths = generate_dataset(
-        out_dir, fmt=fmt, n_train=n_train, n_test=n_test, seconds=seconds, seed=seed, reflections=not no_reflections
+        out_dir, fmt=formats, n_train=n_train, n_test=n_test, seconds=seconds, seed=seed, reflections=not no_reflections
     )
-    click.echo(f"wrote {len(paths)} scenes to {out_dir}")
+    click.echo(f"wrote {len(paths) // len(formats)} scenes ({', '.join(formats)}) to {out_dir}")
 
 
 @main.command()

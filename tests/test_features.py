@@ -85,7 +85,8 @@ def test_hann_window_is_periodic_and_centred():
 @pytest.mark.parametrize(
     ("kind", "shape"),
     [("foa_logmel_iv", (7, 250, 64)), ("foa_logmel_iv_128", (7, 400, 128)), ("foa_linspec_iv", (7, 400, 257)),
-     ("stereo_logmel", (2, 251, 64))],
+     ("stereo_logmel", (2, 251, 64)), ("mic_logmel", (4, 250, 64)), ("mic_logmel_ast", (4, 500, 128)),
+     ("foa_logmel_iv_ast", (7, 500, 128))],
 )  # fmt: skip
 def test_feature_shapes_for_a_5_second_clip(kind, shape):
     config = feature_config(kind)
@@ -96,7 +97,7 @@ def test_feature_shapes_for_a_5_second_clip(kind, shape):
     assert config.n_frames(audio.shape[1]) == shape[1] and config.out_channels == shape[0]
 
 
-@pytest.mark.parametrize("kind", ["foa_logmel_iv", "foa_logmel_iv_128", "foa_linspec_iv"])
+@pytest.mark.parametrize("kind", ["foa_logmel_iv", "foa_logmel_iv_128", "foa_linspec_iv", "foa_logmel_iv_ast"])
 @pytest.mark.parametrize(("azimuth", "elevation"), [(60.0, 20.0), (-135.0, -30.0)])
 def test_intensity_vector_points_at_the_source(kind, azimuth, elevation):
     audio = plane_wave_foa(1.0, azimuth, elevation, noise=0.0)
@@ -174,5 +175,8 @@ class TestTorchTwin:
 def test_feature_frames_per_label_frame():
     assert feature_config("foa_logmel_iv").frames_per_label(10.0) == 5
     assert feature_config("foa_logmel_iv_128").frames_per_label(10.0) == 8
+    for kind in ("mic_logmel_ast", "foa_logmel_iv_ast"):  # M2M-AST: a 3 s input is 300 frames, 10 per label
+        config = feature_config(kind)
+        assert config.frames_per_label(10.0) == 10 and config.n_frames(3 * config.sample_rate) == 300
     with pytest.raises(SeldEdgeError, match="does not divide"):
         feature_config("foa_logmel_iv", hop_length=512).frames_per_label(10.0)

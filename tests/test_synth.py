@@ -1,4 +1,5 @@
-"""The synthetic scene generator: layout, determinism, labels, physics of the FOA encoding, stereo."""
+"""The synthetic scene generator: layout, determinism, labels, physics of the FOA encoding, stereo, MIC
+(its physics: tests/test_mic_array.py)."""
 
 import itertools
 from collections import Counter, defaultdict
@@ -191,6 +192,50 @@ def test_stereo_is_w_plus_minus_y_of_the_foa_scene(tmp_path):
         assert e.onscreen == int(abs(ref.azimuth) <= 50 and abs(ref.elevation) <= 30)
 
 
+def test_mic_data_set_is_the_foa_scenes_seen_by_the_tetrahedral_array(tmp_path):
+    foa_only = small_dataset(tmp_path / "foa", n_train=1, n_test=1)
+    both = small_dataset(tmp_path / "both", "foa,mic", n_train=1, n_test=1)
+    small_dataset(tmp_path / "mic", "mic", n_train=1, n_test=1)
+    assert [p.relative_to(tmp_path / "both").as_posix() for p in both] == [
+        "foa_dev/dev-train-synth/fold1_room1_mix001.wav",
+        "mic_dev/dev-train-synth/fold1_room1_mix001.wav",
+        "foa_dev/dev-test-synth/fold2_room1_mix001.wav",
+        "mic_dev/dev-test-synth/fold2_room1_mix001.wav",
+    ]
+    written = files(tmp_path / "both")
+    # FOA and metadata as the FOA-only set, byte for byte; MIC as the MIC-only set.
+    assert {k: v for k, v in written.items() if not k.startswith("mic_dev/")} == files(tmp_path / "foa")
+    assert {k: v for k, v in written.items() if not k.startswith("foa_dev/")} == files(tmp_path / "mic")
+    clips = find_clips(tmp_path / "both", "mic_dev")
+    assert [c.name for c in clips] == [p.stem for p in foa_only][::-1]  # sorted by split folder
+    for clip in clips:
+        info = sf.info(str(clip.audio))
+        assert (info.samplerate, info.channels, info.frames) == (SAMPLE_RATE, 4, 3 * SAMPLE_RATE)
+        assert info.subtype == "PCM_16"
+        assert clip.metadata == tmp_path / "both" / "metadata_dev" / clip.folder / f"{clip.name}.csv"
+        mic, foa = read_audio(clip.audio), read_audio(tmp_path / "both" / "foa_dev" / clip.folder / clip.audio.name)
+        assert np.abs(mic - foa).max() > 0.01, "a different recording, not a copy"
+        assert np.corrcoef(signal.decimate(np.vstack([foa[:1], mic]), 48, axis=1))[0, 1:].min() > 0.9  # < 250 Hz: W
+
+
+def test_synth_command_writes_both_formats_or_says_why_not(cli, tmp_path):
+    from seld_edge.cli import main
+
+    result = cli.invoke(main, ["synth", str(tmp_path / "d"), "--format", "foa,mic", "--train", "1", "--test", "0",
+                               "--seconds", "2"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "wrote 1 scenes (foa, mic)" in result.output
+    assert [p.relative_to(tmp_path / "d").as_posix() for p in sorted((tmp_path / "d").rglob("*.*"))] == [
+        "foa_dev/dev-train-synth/fold1_room1_mix001.wav",
+        "metadata_dev/dev-train-synth/fold1_room1_mix001.csv",
+        "mic_dev/dev-train-synth/fold1_room1_mix001.wav",
+    ]
+    for bad, reason in (("foa,stereo", "stereo cannot be written with other formats"), ("mic,mic", "distinct")):
+        result = cli.invoke(main, ["synth", str(tmp_path / "e"), "--format", bad])
+        assert result.exit_code == 2 and result.output.count("\n") == 1 and reason in result.output
+    assert not (tmp_path / "e").exists()
+
+
 def test_audio_is_in_range_without_clipping():
     rng = np.random.default_rng(0)
     loud = [SceneEvent(2, source, 0.2, 2.0, 90.0, 0.0, 0.0, 1.0) for source in range(3)]  # claps side by side
@@ -250,8 +295,8 @@ def test_class_sounds_are_distinct():
 
 
 def test_bad_arguments_are_user_errors(tmp_path):
-    with pytest.raises(SeldEdgeError, match="unknown synth format"):
-        generate_dataset(tmp_path, fmt="mic", progress=False)
+    with pytest.raises(SeldEdgeError, match="unknown synth format 'binaural'"):
+        generate_dataset(tmp_path, fmt="foa,binaural", progress=False)
     with pytest.raises(SeldEdgeError, match="too short"):
         generate_scene(0.5, np.random.default_rng(0))
     with pytest.raises(SeldEdgeError, match="max_polyphony"):

@@ -140,6 +140,15 @@ FEATURE_KINDS: dict[str, FeatureConfig] = {
     "foa_logmel_iv_512": FeatureConfig("foa_logmel_iv_512", n_fft=512, win_length=512, hop_length=300, n_mels=128),
     # DCASE 2025 stereo: 40 ms window, 20 ms hop, nfft 1024, 64 mels; 2 x 251 x 64 for 5 s.
     "stereo_logmel": FeatureConfig("stereo_logmel", "stereo", in_channels=2, iv_norm=None, crop_frames=False),
+    # MIC format (tetrahedral array), DCASE baseline STFT: 4 log-mel channels, one per capsule, 4 x 250 x 64.
+    "mic_logmel": FeatureConfig("mic_logmel", "mic", iv_norm=None),
+    # M2M-AST (seed 001, Table 2): 20 ms Hann window, 10 ms hop, 128 mels; 300 frames = 3 s, 10 per label.
+    # nfft 512: the next power of two above the 480-sample window, as AST's Kaldi fbank rounds it.
+    # SED network input: MIC log-mel, 4 x 300 x 128 per 3 s.
+    "mic_logmel_ast": FeatureConfig("mic_logmel_ast", "mic", n_fft=512, win_length=480, hop_length=240, n_mels=128,
+                                    iv_norm=None),
+    # DOA network input: FOA log-mel + energy-normalised IV (DCASE), 7 x 300 x 128 per 3 s.
+    "foa_logmel_iv_ast": FeatureConfig("foa_logmel_iv_ast", n_fft=512, win_length=480, hop_length=240, n_mels=128),
 }  # fmt: skip
 
 

@@ -1,13 +1,16 @@
 """Writing synthetic scenes in the STARSS23 / DCASE 2025 layout (reference/dcase.md).
 
-    OUT/foa_dev/dev-train-synth/fold1_room{r}_mix{k:03d}.wav        (or stereo_dev/ for fmt="stereo")
+    OUT/foa_dev/dev-train-synth/fold1_room{r}_mix{k:03d}.wav      (mic_dev/ for "mic", stereo_dev/ for "stereo")
     OUT/foa_dev/dev-test-synth/fold2_room{r}_mix{k:03d}.wav
     OUT/metadata_dev/<same split folder>/<same stem>.csv
+
+"foa,mic" writes foa_dev/ and mic_dev/ recordings of the same scenes, which share one metadata file.
 
 Scene k of a split is drawn from its own generator seeded by (seed, split, k), and the geometry of
 room r by (seed, split, r), so a data set with more scenes keeps the earlier ones byte for byte.
 """
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,10 +21,10 @@ from seld_edge.audio import foa_to_stereo, write_audio
 from seld_edge.errors import SeldEdgeError
 from seld_edge.formats.dcase_csv import Event, write_events
 from seld_edge.geometry import fold_azimuth_front
-from seld_edge.synth.scene import SAMPLE_RATE, generate_scene
+from seld_edge.synth.scene import SAMPLE_RATE, generate_scene_formats
 from seld_edge.synth.spatial import sample_room
 
-AUDIO_FOLDERS = {"foa": "foa_dev", "stereo": "stereo_dev"}
+AUDIO_FOLDERS = {"foa": "foa_dev", "mic": "mic_dev", "stereo": "stereo_dev"}
 METADATA_FOLDER = "metadata_dev"
 SPLITS = (("dev-train-synth", 1), ("dev-test-synth", 2))  # split folder, fold number
 ROOMS_PER_SPLIT = 3
@@ -32,7 +35,7 @@ ONSCREEN_ELEVATION_DEG = 30.0
 
 def generate_dataset(
     out_dir: str | Path,
-    fmt: str = "foa",
+    fmt: str | Sequence[str] = "foa",
     n_train: int = 24,
     n_test: int = 8,
     seconds: float = 30.0,
@@ -40,19 +43,22 @@ def generate_dataset(
     reflections: bool = True,
     progress: bool = True,
 ) -> list[Path]:
-    """Write n_train + n_test synthetic scenes with labels under out_dir; returns the audio paths.
+    """Write n_train + n_test synthetic scenes with labels under out_dir; returns the audio paths
+    (per scene, one per format in the order given).
 
-    fmt "foa" writes 4-channel FOA with 6-column reference metadata (distance in cm); "stereo" writes
+    fmt names the formats, as a sequence or comma-separated ("foa,mic"): "foa" writes 4-channel FOA,
+    "mic" the tetrahedral microphone array (:mod:`seld_edge.synth.mic_array`), both with 6-column
+    reference metadata (distance in cm) shared by the two; "stereo" (alone: its metadata differ) writes
     L = W + Y, R = W - Y with DCASE 2025 metadata. Existing files of the same names are replaced;
     every file is written atomically, so an interrupted run leaves no partial file.
     """
-    if fmt not in AUDIO_FOLDERS:
-        raise SeldEdgeError(f"unknown synth format {fmt!r}; expected one of {', '.join(AUDIO_FOLDERS)}")
+    formats = parse_formats(fmt)
     if n_train < 0 or n_test < 0:
         raise SeldEdgeError(f"scene counts must not be negative (train {n_train}, test {n_test})")
     if seed < 0:
         raise SeldEdgeError(f"seed must not be negative, got {seed}")
     out_dir = Path(out_dir)
+    rendered = ("foa",) if formats == ("stereo",) else formats  # stereo is computed from FOA
     jobs = [(split, k) for split, count in enumerate((n_train, n_test)) for k in range(1, count + 1)]
     written = []
     for split, k in tqdm(jobs, desc="synth", unit="scene", disable=not progress):
@@ -60,18 +66,31 @@ def generate_dataset(
         room_index = 1 + (k - 1) % ROOMS_PER_SPLIT
         room = sample_room(np.random.default_rng([seed, split, ROOM_STREAM, room_index]))
         rng = np.random.default_rng([seed, split, SCENE_STREAM, k])
-        foa, events = generate_scene(seconds, rng, SAMPLE_RATE, reflections, room=room)
+        audio, events = generate_scene_formats(seconds, rng, rendered, SAMPLE_RATE, reflections, room=room)
         stem = f"fold{fold}_room{room_index}_mix{k:03d}"
-        audio_path = out_dir / AUDIO_FOLDERS[fmt] / folder / f"{stem}.wav"
         metadata_path = out_dir / METADATA_FOLDER / folder / f"{stem}.csv"
-        if fmt == "stereo":
-            write_audio(audio_path, foa_to_stereo(foa), SAMPLE_RATE)
+        for name in formats:
+            audio_path = out_dir / AUDIO_FOLDERS[name] / folder / f"{stem}.wav"
+            write_audio(audio_path, foa_to_stereo(audio["foa"]) if name == "stereo" else audio[name], SAMPLE_RATE)
+            written.append(audio_path)
+        if "stereo" in formats:
             write_events(metadata_path, stereo_labels(events), "dcase2025")
         else:
-            write_audio(audio_path, foa, SAMPLE_RATE)
             write_events(metadata_path, events, "polar")
-        written.append(audio_path)
     return written
+
+
+def parse_formats(fmt: str | Sequence[str]) -> tuple[str, ...]:
+    """The formats of "foa", "mic", "stereo", "foa,mic" (or a sequence of names), checked."""
+    names = tuple(name.strip() for name in (fmt.split(",") if isinstance(fmt, str) else fmt))
+    for name in names:
+        if name not in AUDIO_FOLDERS:
+            raise SeldEdgeError(f"unknown synth format {name!r}; expected one of {', '.join(AUDIO_FOLDERS)}")
+    if not names or len(set(names)) != len(names):
+        raise SeldEdgeError(f"synth formats must be distinct and at least one, got {fmt!r}")
+    if "stereo" in names and len(names) > 1:
+        raise SeldEdgeError("stereo cannot be written with other formats: its metadata differ (DCASE 2025)")
+    return names
 
 
 def stereo_labels(events: list[Event]) -> list[Event]:

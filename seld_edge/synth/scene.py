@@ -15,8 +15,18 @@ from seld_edge.errors import SeldEdgeError
 from seld_edge.formats.classes import NUM_CLASSES
 from seld_edge.formats.dcase_csv import Event
 from seld_edge.geometry import polar_to_unit
+from seld_edge.synth.mic_array import FILTER_HALF_LENGTH, diffuse_mic, encode_mic
 from seld_edge.synth.sounds import synthesize
-from seld_edge.synth.spatial import Room, diffuse_noise, distance_to_walls, reflection_tail, sample_room, spatialise
+from seld_edge.synth.spatial import (
+    Room,
+    diffuse_noise,
+    distance_to_walls,
+    encode_foa_paths,
+    pink_noise,
+    propagation_paths,
+    reflection_tail,
+    sample_room,
+)
 
 SAMPLE_RATE = 24000
 LABEL_HOP_S = 0.1
@@ -33,7 +43,8 @@ SAME_CLASS_PROBABILITY = 0.1  # an event overlapping others takes the class of o
 LAYER_GAPS_S = ((0.2, 1.5), (1.0, 6.0), (3.0, 12.0))
 SNR_DB_RANGE = (17.0, 23.0)
 SCENE_GAIN = 0.1  # a source at 1 m has its loudest 50 ms at -20 dBFS RMS; fixed so that level carries distance
-PEAK_LIMIT = 0.99  # louder scenes are scaled down so neither FOA nor stereo (W +- Y) clips
+PEAK_LIMIT = 0.99  # louder scenes are scaled down so neither FOA nor stereo (W +- Y) nor MIC clips
+AUDIO_FORMATS = ("foa", "mic")  # what a scene renders; stereo is derived from FOA
 
 
 @dataclass(frozen=True)
@@ -83,11 +94,26 @@ def generate_scene(
     ``room`` fixes the room geometry (a data set reuses it across the mixes of one room); by default
     one is drawn from ``rng``. Reflections are audible but never labelled, as in real recordings.
     """
+    audio, labels = generate_scene_formats(seconds, rng, ("foa",), sample_rate, reflections, max_polyphony, room)
+    return audio["foa"], labels
+
+
+def generate_scene_formats(
+    seconds: float,
+    rng: np.random.Generator,
+    formats: tuple[str, ...],
+    sample_rate: int = SAMPLE_RATE,
+    reflections: bool = True,
+    max_polyphony: int = 3,
+    room: Room | None = None,
+) -> tuple[dict[str, np.ndarray], list[Event]]:
+    """:func:`generate_scene` recorded in several formats (see :func:`render_scene_formats`) at once."""
     if seconds < MIN_SECONDS:
         raise SeldEdgeError(f"scene length {seconds} s is too short (at least {MIN_SECONDS} s)")
     room = sample_room(rng) if room is None else room
     events = place_events(seconds, rng, room, max_polyphony, sample_rate)
-    return render_scene(events, seconds, rng, room, sample_rate, reflections), label_events(events, sample_rate)
+    audio = render_scene_formats(events, seconds, rng, room, formats, sample_rate, reflections)
+    return audio, label_events(events, sample_rate)
 
 
 def place_events(
@@ -178,8 +204,33 @@ def render_scene(
     The SNR is measured on W over the samples where some event is active (a scene without events
     gets background at the level of a unit source at 1 m).
     """
+    return render_scene_formats(events, seconds, rng, room, ("foa",), sample_rate, reflections)["foa"]
+
+
+def render_scene_formats(
+    events: list[SceneEvent],
+    seconds: float,
+    rng: np.random.Generator,
+    room: Room,
+    formats: tuple[str, ...],
+    sample_rate: int = SAMPLE_RATE,
+    reflections: bool = True,
+) -> dict[str, np.ndarray]:
+    """One scene recorded by the FOA microphone and/or the tetrahedral MIC array: format -> (4, N) float32.
+
+    Both formats hear the same plane waves (direct paths and reflections, from
+    :func:`~seld_edge.synth.spatial.propagation_paths`) and the same diffuse background: the MIC one is
+    the FOA one's field seen by the rigid sphere (:func:`~seld_edge.synth.mic_array.diffuse_mic`), at
+    the gain set by the SNR on FOA's W. Each format is then scaled by SCENE_GAIN, or less when its own
+    peak would pass PEAK_LIMIT. The random draws of the FOA recording come first and in the same
+    order whatever the formats, so a scene's FOA does not depend on whether its MIC is rendered too.
+    """
+    unknown = sorted(set(formats) - set(AUDIO_FORMATS))
+    if unknown or not formats:
+        raise SeldEdgeError(f"scene formats must be among {', '.join(AUDIO_FORMATS)}, got {', '.join(formats)}")
     n = round(seconds * sample_rate)
     foa = np.zeros((4, n))
+    mic = np.zeros((4, n)) if "mic" in formats else None
     active = np.zeros(n, dtype=bool)
     tail = reflection_tail(room, sample_rate) if reflections else 0
     for event in events:
@@ -188,12 +239,29 @@ def render_scene(
         t = np.arange(start, end) / sample_rate
         positions = np.asarray(room.listener) + event.distance * event.directions(t)
         sound = synthesize(event.class_index, stop - start, rng, sample_rate)
-        foa[:, start:end] += spatialise(sound, positions, room, sample_rate, reflections)
+        paths = propagation_paths(sound, positions, room, sample_rate, reflections)
+        foa[:, start:end] += encode_foa_paths(paths)
+        if mic is not None:
+            for signal, directions in paths:
+                _add_at(mic, encode_mic(signal, directions, sample_rate), start - FILTER_HALF_LENGTH)
         active[start:stop] = True
     signal_rms = np.sqrt(np.mean(foa[0, active] ** 2)) if active.any() else 1.0
-    foa += signal_rms * 10.0 ** (-rng.uniform(*SNR_DB_RANGE) / 20.0) * diffuse_noise(n, rng, sample_rate)
-    peak = max(np.max(np.abs(foa[0]) + np.abs(foa[1])), np.max(np.abs(foa)))
-    return (foa * min(SCENE_GAIN, PEAK_LIMIT / peak)).astype(np.float32)
+    noise_gain = signal_rms * 10.0 ** (-rng.uniform(*SNR_DB_RANGE) / 20.0)
+    background = diffuse_noise(n, rng, sample_rate)
+    foa += noise_gain * background
+    peak = max(np.max(np.abs(foa[0]) + np.abs(foa[1])), np.max(np.abs(foa)))  # stereo is W +- Y
+    audio = {"foa": foa * min(SCENE_GAIN, PEAK_LIMIT / peak)}
+    if mic is not None:
+        mic += noise_gain * diffuse_mic(background, pink_noise(4, n, rng, sample_rate), sample_rate)
+        audio["mic"] = mic * min(SCENE_GAIN, PEAK_LIMIT / np.max(np.abs(mic)))
+    return {name: audio[name].astype(np.float32) for name in formats}
+
+
+def _add_at(target: np.ndarray, block: np.ndarray, offset: int) -> None:
+    """target[:, offset : offset + width] += block, for the part of block that falls inside target."""
+    first, last = max(offset, 0), min(offset + block.shape[1], target.shape[1])
+    if first < last:
+        target[:, first:last] += block[:, first - offset : last - offset]
 
 
 def _wrap_degrees(angle: np.ndarray) -> np.ndarray:
@@ -201,13 +269,13 @@ def _wrap_degrees(angle: np.ndarray) -> np.ndarray:
 
 
 def scene_audio(audio_format: str, seconds: float, seed: int = 0) -> np.ndarray:
-    """A generated scene's audio in a recording format: FOA, or stereo (L = W + Y, R = W - Y).
+    """A generated scene's audio in a recording format: FOA, the MIC array, or stereo (L = W + Y, R = W - Y).
+    The same seed gives the same scene in every format.
 
     For benchmarks and parity runs, which need realistic audio but not its labels.
     """
-    foa, _ = generate_scene(seconds, np.random.default_rng(seed))
-    if audio_format == "foa":
-        return foa
-    if audio_format == "stereo":
-        return foa_to_stereo(foa)
-    raise SeldEdgeError(f"no synthetic {audio_format} recordings: the generator renders foa and stereo")
+    rendered = "foa" if audio_format == "stereo" else audio_format
+    if rendered not in AUDIO_FORMATS:
+        raise SeldEdgeError(f"no synthetic {audio_format} recordings: the generator renders foa, mic and stereo")
+    audio, _ = generate_scene_formats(seconds, np.random.default_rng(seed), (rendered,))
+    return foa_to_stereo(audio["foa"]) if audio_format == "stereo" else audio[rendered]

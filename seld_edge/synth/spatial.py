@@ -53,12 +53,20 @@ def encode_foa(sound: np.ndarray, directions: np.ndarray) -> np.ndarray:
 
 
 def spatialise(sound: np.ndarray, positions: np.ndarray, room: Room, sample_rate: int, reflections: bool) -> np.ndarray:
-    """(4, len(positions)) FOA of a sound emitted from positions (m, 3) in room coordinates, one per sample.
+    """(4, len(positions)) FOA of a sound emitted from positions (m, 3) in room coordinates, one per sample."""
+    return encode_foa_paths(propagation_paths(sound, positions, room, sample_rate, reflections))
+
+
+def propagation_paths(
+    sound: np.ndarray, positions: np.ndarray, room: Room, sample_rate: int, reflections: bool
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The plane waves that reach the listener: (signal (n,), unit directions (n, 3)) per path.
 
     The direct path is attenuated by 1/r. With reflections, each of the six walls adds a first-order
     image source: the position mirrored in the wall, attenuated by reflection/distance and delayed by
     its extra path length (fractional delay by linear interpolation, so moving sources stay smooth).
-    ``positions`` may be longer than the sound, to hold the reflections' tail.
+    ``positions`` (one per sample, room coordinates) may be longer than the sound, to hold the
+    reflections' tail. Every array format encodes the same paths (FOA here, MIC in mic_array).
     """
     n = len(positions)
     padded = np.zeros(n)
@@ -66,9 +74,9 @@ def spatialise(sound: np.ndarray, positions: np.ndarray, room: Room, sample_rate
     listener = np.asarray(room.listener)
     offset = positions - listener
     distance = np.linalg.norm(offset, axis=1)
-    foa = encode_foa(padded / distance, offset / distance[:, None])
+    paths = [(padded / distance, offset / distance[:, None])]
     if not reflections:
-        return foa
+        return paths
     index = np.arange(n, dtype=np.float64)
     for axis in range(3):
         for wall in (0.0, room.size[axis]):
@@ -77,7 +85,15 @@ def spatialise(sound: np.ndarray, positions: np.ndarray, room: Room, sample_rate
             image_distance = np.linalg.norm(image, axis=1)
             delay = (image_distance - distance) * sample_rate / SPEED_OF_SOUND
             delayed = np.interp(index - delay, index, padded, left=0.0, right=0.0)
-            foa += encode_foa(room.reflection * delayed / image_distance, image / image_distance[:, None])
+            paths.append((room.reflection * delayed / image_distance, image / image_distance[:, None]))
+    return paths
+
+
+def encode_foa_paths(paths: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """(4, n) FOA of the sum of plane-wave paths (signal, directions), as :func:`propagation_paths` gives."""
+    foa = encode_foa(*paths[0])
+    for path in paths[1:]:
+        foa += encode_foa(*path)
     return foa
 
 
@@ -93,8 +109,13 @@ def diffuse_noise(n: int, rng: np.random.Generator, sample_rate: int) -> np.ndar
     y^2 over the sphere is 1/3), and the channels are uncorrelated, so its intensity vector averages
     to zero and does not bias localisation.
     """
-    spectrum = np.fft.rfft(rng.standard_normal((4, n)), axis=1)
+    return pink_noise(4, n, rng, sample_rate) * DIFFUSE_CHANNEL_GAINS[:, None]
+
+
+def pink_noise(channels: int, n: int, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
+    """(channels, n) independent pink noises (1/f power above 50 Hz, flat below), each at unit RMS."""
+    spectrum = np.fft.rfft(rng.standard_normal((channels, n)), axis=1)
     freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
     noise = np.fft.irfft(spectrum / np.sqrt(np.maximum(freqs, 50.0)), n=n, axis=1)
     noise /= np.sqrt(np.mean(noise**2, axis=1, keepdims=True))
-    return noise * DIFFUSE_CHANNEL_GAINS[:, None]
+    return noise
