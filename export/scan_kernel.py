@@ -118,11 +118,15 @@ def two_pass_scan(
 
 
 def build(
-    build_dir: Path, architectures: str = "native", tensorrt_root: Path | None = None, werror: bool = False
+    build_dir: Path,
+    architectures: str = "native",
+    tensorrt_root: Path | None = None,
+    werror: bool = False,
+    targets: tuple[str, ...] = (),
 ) -> Path:
-    """Configure and build the CMake project into build_dir; returns build_dir. The plugin library is built
-    too when tensorrt_root (or a system location) has TensorRT headers. Raises RuntimeError with the
-    compiler's last lines when a step fails."""
+    """Configure and build the CMake project into build_dir (only ``targets`` when given); returns build_dir.
+    The plugin library is built too when tensorrt_root (or a system location) has TensorRT headers. Raises
+    RuntimeError with the compiler's last lines when a step fails."""
     for tool in ("cmake", "nvcc"):
         if shutil.which(tool) is None:
             raise RuntimeError(f"{tool} is not on PATH: the CUDA kernel cannot be built here")
@@ -130,7 +134,8 @@ def build(
     configure += [f"-DSELD_WERROR={'ON' if werror else 'OFF'}"]
     if tensorrt_root is not None:
         configure.append(f"-DTENSORRT_ROOT={tensorrt_root}")
-    for command in (configure, ["cmake", "--build", str(build_dir), "-j", "2"]):
+    compile_ = ["cmake", "--build", str(build_dir), "-j", "2"] + (["--target", *targets] if targets else [])
+    for command in (configure, compile_):
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             tail = "\n".join((done.stdout + done.stderr).splitlines()[-30:])

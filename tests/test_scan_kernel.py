@@ -1,7 +1,7 @@
 """The SelectiveScan CUDA kernel without a GPU: its algorithm as a numpy model against the reference
 scan, the CMake build (nvcc for sm_87 and sm_90, warnings as errors), the host test binary that runs
 the kernel's own thread functions on the CPU, the ctypes binding, and, where TensorRT headers are
-given (TENSORRT_ROOT), the plugin library's entry points."""
+given (TENSORRT_ROOT, one or more trees), the plugin library built against each of them."""
 
 import ctypes
 import os
@@ -82,15 +82,17 @@ def test_numpy_model_in_float16_stays_within_the_half_bound() -> None:
     assert error <= 1e-2
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The CMake project built for Orin (sm_87) and H100 (sm_90) with warnings as errors; with the plugin
-    when TENSORRT_ROOT names a TensorRT include tree."""
+def require_cuda_tools() -> None:
     missing = [tool for tool in ("cmake", "nvcc") if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"{' and '.join(missing)} not on PATH: the CUDA kernel cannot be compiled here")
-    root = os.environ.get("TENSORRT_ROOT")
-    return build(tmp_path_factory.mktemp("scan"), "87;90", Path(root) if root else None, werror=True)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The kernel library and host test built for Orin (sm_87) and H100 (sm_90) with warnings as errors."""
+    require_cuda_tools()
+    return build(tmp_path_factory.mktemp("scan"), "87;90", werror=True, targets=("seld_selective_scan", HOST_TEST))
 
 
 @pytest.mark.slow
@@ -137,17 +139,42 @@ def test_launch_without_a_gpu_reports_the_cuda_error(built: Path) -> None:
         library.launch(params, 0, 0, 0)
 
 
+# TensorRT include trees to build the plugin against, os.pathsep-separated: the public headers of NVIDIA/TensorRT at
+# v10.3.0 (JetPack 6.1/6.2), v10.13.3 (JetPack 7) and the newest tag, fetched outside the repository, or an install.
+TENSORRT_ROOTS = [Path(p) for p in os.environ.get("TENSORRT_ROOT", "").split(os.pathsep) if p]
+NO_HEADERS = (
+    "no TensorRT headers here (CI): set TENSORRT_ROOT to one or more TensorRT trees, os.pathsep-separated "
+    "(e.g. checkouts of NVIDIA/TensorRT v10.3.0 and v10.13.3), to build the plugin against them"
+)
+
+
+def header_version(root: Path) -> tuple[int, int]:
+    """(major, minor) as the C preprocessor reads NvInferVersion.h: from 10.13 on the numbers sit behind
+    other macros (TRT_MAJOR_ENTERPRISE), so only the preprocessor gets them right."""
+    include = root / "include" if (root / "include" / "NvInferVersion.h").is_file() else root
+    source = '#include "NvInferVersion.h"\nNV_TENSORRT_MAJOR NV_TENSORRT_MINOR\n'
+    done = subprocess.run(
+        ["c++", "-E", "-P", f"-I{include}", "-x", "c++", "-"], input=source, capture_output=True, text=True, check=True
+    )
+    major, minor = done.stdout.split()[-2:]
+    return int(major), int(minor)
+
+
 @pytest.mark.slow
-def test_plugin_library_exports_only_the_tensorrt_entry_points(built: Path) -> None:
-    plugin = built / PLUGIN_LIBRARY
-    if not plugin.exists():
-        pytest.skip(
-            "no TensorRT headers: set TENSORRT_ROOT to a TensorRT tree (e.g. NVIDIA/TensorRT v10.3.0) to build it"
-        )
+@pytest.mark.parametrize(
+    "root", TENSORRT_ROOTS or [pytest.param(None, marks=pytest.mark.skip(reason=NO_HEADERS))], ids=str
+)
+def test_plugin_library_is_the_flavour_of_its_headers(root: Path, tmp_path: Path) -> None:
+    """IPluginV3 (getCreators) for TensorRT 10 and later, IPluginV2DynamicExt (getPluginCreators) for 8.6, built
+    with -Wall -Wextra -Werror; only the entry points exported, no TensorRT library linked."""
+    require_cuda_tools()
+    major, minor = header_version(root)
+    build(tmp_path, "87", root, werror=True, targets=("seld_scan_plugin",))
+    plugin = tmp_path / PLUGIN_LIBRARY
     nm = subprocess.run(["nm", "-D", "--defined-only", str(plugin)], capture_output=True, text=True, check=True)
     exported = {line.split()[-1] for line in nm.stdout.splitlines() if " T " in line}
-    assert "setLoggerFinder" in exported
-    assert exported & {"getCreators", "getPluginCreators"}  # TensorRT 10.x or 8.x
+    print(f"TensorRT {major}.{minor} headers in {root}: exports {sorted(exported)}")
+    assert exported == {"getCreators" if major >= 10 else "getPluginCreators", "setLoggerFinder"}
     needed = subprocess.run(["ldd", str(plugin)], capture_output=True, text=True).stdout
     assert "libnvinfer" not in needed  # loads with load_library / --dynamicPlugins, no link to TensorRT
     ctypes.CDLL(str(plugin))  # every symbol resolved without TensorRT
