@@ -147,6 +147,8 @@ def trtexec_command(
     ]
     if options.fp16 or options.int8:
         command.append("--fp16")  # INT8 builds let layers without INT8 kernels run in FP16
+    else:
+        command.append("--noTF32")  # FP32 means FP32: TF32 (on by default since Ampere) rounds to 10-bit mantissas
     if options.int8:
         command += ["--int8", f"--calib={calib_cache.name}"]
     if plugin is not None:
@@ -297,6 +299,8 @@ def build_engine(onnx_path: Path, meta: ModelMetadata, options: EngineOptions, p
     config.add_optimization_profile(profile)
     if options.fp16 or options.int8:
         config.set_flag(trt.BuilderFlag.FP16)
+    else:
+        config.clear_flag(trt.BuilderFlag.TF32)  # on by default: Ampere and later (Orin) would round FP32 matmuls
     cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
     config.set_timing_cache(cache, ignore_mismatch=False)
     if options.int8:
