@@ -201,7 +201,9 @@ def test_a_refused_input_shape_is_one_line_and_releases_the_context(recorder: Re
     model = model_for(recorder, tmp_path, accept=False)
     outcome, _ = run_in_thread(model, np.zeros((1, 7, 50, 64), np.float32))
     assert isinstance(outcome["error"], SeldEdgeError)
-    assert str(outcome["error"]) == f"{tmp_path / 'm.engine'}: TensorRT refused input 'features' of shape (1, 7, 50, 64)"
+    assert (
+        str(outcome["error"]) == f"{tmp_path / 'm.engine'}: TensorRT refused input 'features' of shape (1, 7, 50, 64)"
+    )
     assert recorder.names()[-3:] == ["push", "set_input_shape features", "pop"]
     assert not model.lock.locked()
 
@@ -266,7 +268,9 @@ def test_a_plugin_library_without_the_creator_or_missing_is_refused(tmp_path: Pa
 
 @pytest.mark.parametrize("version", ["8.5.2.2", "8.6.2.3"])
 def test_tensorrt_8_is_refused_in_one_line(version: str) -> None:
-    with pytest.raises(SeldEdgeError, match=rf"^TensorRT {version}: seld-edge builds and runs engines with TensorRT 10"):
+    with pytest.raises(
+        SeldEdgeError, match=rf"^TensorRT {version}: seld-edge builds and runs engines with TensorRT 10"
+    ):
         require_tensorrt_10(version)
     for supported in ("10.3.0.30", "10.13.3.9", "11.1.0"):
         require_tensorrt_10(supported)
