@@ -5,6 +5,7 @@ given (TENSORRT_ROOT, one or more trees), the plugin library built against each 
 
 import ctypes
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,16 @@ import numpy as np
 import pytest
 import torch
 
-from export.scan_kernel import HOST_TEST, KERNEL_LIBRARY, PLUGIN_LIBRARY, KernelLibrary, ScanParams, build, plan_scan
+from export.scan_kernel import (
+    HOST_TEST,
+    KERNEL_LIBRARY,
+    PLUGIN_LIBRARY,
+    SOURCE_DIR,
+    KernelLibrary,
+    ScanParams,
+    build,
+    plan_scan,
+)
 from export.scan_kernel import two_pass_scan as kernel_model
 from seld_edge.ops import selective_scan
 from tests.test_selective_scan import make_inputs, rel_err
@@ -141,6 +151,37 @@ def test_launch_without_a_gpu_reports_the_cuda_error(built: Path) -> None:
     assert library.check(params) is None
     with pytest.raises(RuntimeError, match=r"^selective scan kernel: "):
         library.launch(params, 0, 0, 0)
+
+
+PTXAS_ENTRY = re.compile(
+    r"Compiling entry function '(?P<name>\w+)'.*?(?P<spill>\d+) bytes spill stores.*?Used (?P<regs>\d+) registers",
+    re.S,
+)
+SCAN_KERNEL = re.compile(r"scanKernelI(6__half|f)Li(\d+)ELb([01])E")
+PASSES = {"0": "local", "1": "output"}
+
+
+@pytest.mark.slow
+def test_scan_kernels_do_not_spill_on_orin() -> None:
+    """ptxas's report for sm_87 (Orin): no scan kernel spills registers, even at N = 64 (the state and A live in
+    registers; the tiles in shared memory). Before the shared-memory tiles N = 32 and 64 took 255 registers and
+    spilled up to 416 bytes."""
+    require_cuda_tools()
+    source = SOURCE_DIR / "selective_scan.cu"
+    command = ["nvcc", "-std=c++17", "-O3", "-arch=sm_87", "-Xptxas", "-v", "-c", str(source), "-o", os.devnull]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    scans = {}
+    for entry in PTXAS_ENTRY.finditer(done.stderr):
+        kernel = SCAN_KERNEL.search(entry["name"])  # scanKernel<T, kMaxN, kOutput>, mangled
+        if kernel is not None:
+            label = f"{'float16' if kernel[1] == '6__half' else 'float32'} N<={kernel[2]} {PASSES[kernel[3]]} pass"
+            scans[label] = int(entry["regs"]), int(entry["spill"])
+    for label, (regs, spill) in sorted(scans.items()):
+        print(f"{label}: {regs} registers, {spill} bytes spilled")
+    assert len(scans) == 20  # float and half, N = 4..64, local and output pass
+    assert all(spill == 0 for _, spill in scans.values())
+    assert max(regs for regs, _ in scans.values()) < 255
 
 
 # TensorRT include trees to build the plugin against, os.pathsep-separated: the public headers of NVIDIA/TensorRT at
