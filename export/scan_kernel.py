@@ -25,9 +25,10 @@ KERNEL_LIBRARY = "libseld_selective_scan.so"
 PLUGIN_LIBRARY = "libseld_scan_plugin.so"
 HOST_TEST = "seld_scan_host_test"
 
-# seld::kTargetThreads and seld::kMinChunkLength (selective_scan.h).
+# seld::kTargetThreads, seld::kMinChunkLength and seld::kTileSteps (selective_scan.h).
 TARGET_THREADS = 1 << 17
 MIN_CHUNK_LENGTH = 64
+TILE_STEPS = 32
 LOG2E = np.float32(1.4426950408889634)
 
 DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}  # seld::ScanDType
@@ -35,13 +36,19 @@ DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}  # seld::ScanDType
 
 def plan_scan(batch: int, dim: int, length: int) -> tuple[int, int]:
     """(chunks, chunk_length) as seld::planScan cuts the sequence: enough chunks for about TARGET_THREADS
-    threads of (batch, chunk, channel), none shorter than MIN_CHUNK_LENGTH, none empty."""
+    threads of (batch, chunk, channel), none empty; when there are several, every one but the last has at
+    least MIN_CHUNK_LENGTH steps and a whole number of the kernel's TILE_STEPS-step tiles."""
     if length <= 0:
         return 1, 0
-    channels = max(batch * dim, 1)
-    chunks = min(-(-TARGET_THREADS // channels), -(-length // MIN_CHUNK_LENGTH))
-    chunk_length = -(-length // chunks)
-    return -(-length // chunk_length), chunk_length
+    chunks = min(_ceil_div(TARGET_THREADS, max(batch * dim, 1)), max(length // MIN_CHUNK_LENGTH, 1))
+    if chunks == 1:
+        return 1, length
+    chunk_length = _ceil_div(_ceil_div(length, chunks), TILE_STEPS) * TILE_STEPS
+    return _ceil_div(length, chunk_length), chunk_length
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def _softplus(x: np.ndarray) -> np.ndarray:
@@ -118,11 +125,15 @@ def two_pass_scan(
 
 
 def build(
-    build_dir: Path, architectures: str = "native", tensorrt_root: Path | None = None, werror: bool = False
+    build_dir: Path,
+    architectures: str = "native",
+    tensorrt_root: Path | None = None,
+    werror: bool = False,
+    targets: tuple[str, ...] = (),
 ) -> Path:
-    """Configure and build the CMake project into build_dir; returns build_dir. The plugin library is built
-    too when tensorrt_root (or a system location) has TensorRT headers. Raises RuntimeError with the
-    compiler's last lines when a step fails."""
+    """Configure and build the CMake project into build_dir (only ``targets`` when given); returns build_dir.
+    The plugin library is built too when tensorrt_root (or a system location) has TensorRT headers. Raises
+    RuntimeError with the compiler's last lines when a step fails."""
     for tool in ("cmake", "nvcc"):
         if shutil.which(tool) is None:
             raise RuntimeError(f"{tool} is not on PATH: the CUDA kernel cannot be built here")
@@ -130,7 +141,8 @@ def build(
     configure += [f"-DSELD_WERROR={'ON' if werror else 'OFF'}"]
     if tensorrt_root is not None:
         configure.append(f"-DTENSORRT_ROOT={tensorrt_root}")
-    for command in (configure, ["cmake", "--build", str(build_dir), "-j", "2"]):
+    compile_ = ["cmake", "--build", str(build_dir), "-j", "2"] + (["--target", *targets] if targets else [])
+    for command in (configure, compile_):
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             tail = "\n".join((done.stdout + done.stderr).splitlines()[-30:])

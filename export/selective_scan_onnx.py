@@ -50,14 +50,16 @@ def _plugin_schema() -> onnx.defs.OpSchema:
             param("A", "F"),
             *(param(name, "T") for name in ("B", "C")),
             param("delta_bias", "F"),
-            # Present inputs follow one another: z takes index 6 when has_D = 0 (names are cosmetic).
-            param("D_skip", "F", param_option=onnx.defs.OpSchema.FormalParameterOption.Optional),
+            # Present inputs follow one another: z takes index 6 when has_D = 0 (names are cosmetic), so
+            # slot 6 is typed to take either: D_skip (float32) or z (u's type, float16 in an fp16 graph).
+            param("D_skip", "O", param_option=onnx.defs.OpSchema.FormalParameterOption.Optional),
             param("z", "T", param_option=onnx.defs.OpSchema.FormalParameterOption.Optional),
         ],
         outputs=[param("y", "T")],
         type_constraints=[
             ("T", ["tensor(float)", "tensor(float16)"], "u, delta, B, C, z and y"),
-            ("F", ["tensor(float)"], "A, delta_bias, D_skip"),
+            ("F", ["tensor(float)"], "A, delta_bias"),
+            ("O", ["tensor(float)", "tensor(float16)"], "input 6: D_skip (float32) or, when has_D = 0, z (as u)"),
         ],
         attributes=[
             attr("plugin_version", onnx.defs.OpSchema.AttrType.STRING, 'TensorRT plugin version, "1"'),

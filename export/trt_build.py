@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runtime.trt_engine import load_scan_plugin, require_tensorrt_10
 from runtime.trt_sidecar import PLUGIN_ENV, Sidecar, gpu_name, sidecar_path
 from seld_edge.errors import SeldEdgeError
 from seld_edge.io import atomic_write, atomic_write_text, file_sha256
@@ -146,6 +147,8 @@ def trtexec_command(
     ]
     if options.fp16 or options.int8:
         command.append("--fp16")  # INT8 builds let layers without INT8 kernels run in FP16
+    else:
+        command.append("--noTF32")  # FP32 means FP32: TF32 (on by default since Ampere) rounds to 10-bit mantissas
     if options.int8:
         command += ["--int8", f"--calib={calib_cache.name}"]
     if plugin is not None:
@@ -246,13 +249,14 @@ def tensorrt_available() -> bool:
 
 
 def _tensorrt() -> Any:
-    """The tensorrt module, or a one-line error naming where it comes from."""
+    """The tensorrt module (10 or later), or a one-line error naming where it comes from."""
     try:
         import tensorrt as trt
     except ImportError as err:
         raise SeldEdgeError(
             f"TensorRT's Python module does not import ({err}); on a Jetson it comes with JetPack"
         ) from None
+    require_tensorrt_10(trt.__version__)
     return trt
 
 
@@ -278,14 +282,9 @@ def build_engine(onnx_path: Path, meta: ModelMetadata, options: EngineOptions, p
     builder = trt.Builder(logger)
     log(f"engine: [{next(step)}/{stages}] plugin {plugin or 'not needed'}")
     if plugin is not None:
-        plugin = plugin.expanduser()
-        if not plugin.is_file():
-            raise SeldEdgeError(f"{plugin}: SelectiveScan plugin library not found (build it: jetson/install.sh)")
-        if trt.get_plugin_registry().load_library(str(plugin)) is None:
-            raise SeldEdgeError(f"{plugin}: TensorRT could not load the plugin library")
+        load_scan_plugin(trt.get_plugin_registry(), plugin.expanduser())
     log(f"engine: [{next(step)}/{stages}] parsing {onnx_path.name}")
-    flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
+    network = builder.create_network(0)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = [parser.get_error(i) for i in range(parser.num_errors)]
@@ -300,6 +299,8 @@ def build_engine(onnx_path: Path, meta: ModelMetadata, options: EngineOptions, p
     config.add_optimization_profile(profile)
     if options.fp16 or options.int8:
         config.set_flag(trt.BuilderFlag.FP16)
+    else:
+        config.clear_flag(trt.BuilderFlag.TF32)  # on by default: Ampere and later (Orin) would round FP32 matmuls
     cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
     config.set_timing_cache(cache, ignore_mismatch=False)
     if options.int8:

@@ -45,15 +45,15 @@ l4t_minor="${l4t_rest%%.*}"
 case "$l4t_major" in
     36)
         if [ "$l4t_minor" -lt 4 ]; then
-            refuse "L4T R$release is JetPack 6.0 (TensorRT 8.6), not supported here: TensorRT 8.x needs the IPluginV2 build done by hand (cmake with -DTENSORRT_ROOT, see export/plugins/selective_scan/README.md)"
+            refuse "L4T R$release is JetPack 6.0 (TensorRT 8.6), not supported here: seld-edge builds and runs engines with TensorRT 10; on 8.6 only trtexec with the plugin's IPluginV2 build, done by hand (cmake with -DTENSORRT_ROOT, see export/plugins/selective_scan/README.md)"
         fi
         jetpack="6.1/6.2" ;;
     38)
         jetpack="7.x" ;;
     35)
-        refuse "L4T R$release is JetPack 5.1 (TensorRT 8.5), not supported here: TensorRT 8.x needs the IPluginV2 build done by hand (cmake with -DTENSORRT_ROOT, see export/plugins/selective_scan/README.md)" ;;
+        refuse "L4T R$release is JetPack 5.1 (TensorRT 8.5), not supported here: TensorRT 8.5 cannot load the SelectiveScan plugin library, and seld-edge builds and runs engines with TensorRT 10" ;;
     *)
-        refuse "L4T R$release is not supported (JetPack 6.1/6.2 = R36.4, JetPack 7 = R38); TensorRT 8.x needs the IPluginV2 build done by hand (cmake with -DTENSORRT_ROOT, see export/plugins/selective_scan/README.md)" ;;
+        refuse "L4T R$release is not supported (JetPack 6.1/6.2 = R36.4, JetPack 7 = R38): seld-edge builds and runs engines with TensorRT 10 or later" ;;
 esac
 
 if [ -n "${CUDA_ARCH:-}" ]; then
@@ -95,7 +95,7 @@ PY="$VENV/bin/python"
 "$PY" -c "import tensorrt" 2> /dev/null \
     || die "the tensorrt Python module does not import: install JetPack's python3-libnvinfer (sudo apt install nvidia-tensorrt, or python3-libnvinfer)"
 trt_version="$("$PY" -c "import tensorrt; print(tensorrt.__version__)")"
-[ "${trt_version%%.*}" -ge 10 ] || refuse "TensorRT $trt_version: this script needs TensorRT 10.x; TensorRT 8.x needs the IPluginV2 build done by hand (cmake with -DTENSORRT_ROOT, see export/plugins/selective_scan/README.md)"
+[ "${trt_version%%.*}" -ge 10 ] || refuse "TensorRT $trt_version: seld-edge builds and runs engines with TensorRT 10 or later; on 8.6 only trtexec with the plugin's IPluginV2 build, done by hand (cmake with -DTENSORRT_ROOT, see export/plugins/selective_scan/README.md)"
 echo "      TensorRT $trt_version"
 "$PY" -m pip install --quiet --upgrade pip setuptools wheel
 
@@ -119,6 +119,9 @@ cmake --build "$BUILD" -j"$(nproc)" >> "$SELD_EDGE_HOME/cmake.log" 2>&1 \
     || { tail -n 40 "$SELD_EDGE_HOME/cmake.log" >&2; die "plugin build failed (log: $SELD_EDGE_HOME/cmake.log)"; }
 [ -f "$BUILD/libseld_scan_plugin.so" ] \
     || die "no libseld_scan_plugin.so: CMake found no TensorRT headers (sudo apt install libnvinfer-dev; log: $SELD_EDGE_HOME/cmake.log)"
+# TensorRT 10 finds the plugin through getCreators; without it the library was built against 8.x headers.
+nm -D --defined-only "$BUILD/libseld_scan_plugin.so" | grep -qw getCreators \
+    || die "the plugin library has no getCreators: it was built against TensorRT 8 headers, not this TensorRT $trt_version (log: $SELD_EDGE_HOME/cmake.log)"
 mkdir -p "$(dirname "$PLUGIN")"
 cp "$BUILD/libseld_scan_plugin.so" "$PLUGIN"
 echo "      $PLUGIN"

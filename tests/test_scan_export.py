@@ -150,3 +150,16 @@ def test_ffmamba_exports_with_plugin_nodes_that_reproduce_pytorch(tmp_path, cli)
 def test_unknown_scan_flavour_is_one_line_exit_2(tmp_path, cli):
     result = cli.invoke(main, ["export", str(tmp_path), "-o", str(tmp_path / "m.onnx"), "--scan", "cuda"])
     assert result.exit_code == 2 and "cuda" in result.output
+
+
+def test_the_plugin_schema_types_slot_6_for_d_skip_or_an_fp16_z():
+    """Present inputs follow one another, so with has_D = 0 the z input (u's type, float16 in an fp16 graph)
+    sits in slot 6, D_skip's: the slot must take float16 as well as D_skip's float32."""
+    from export.selective_scan_onnx import _plugin_schema
+
+    schema = _plugin_schema()
+    constraints = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
+    slot6 = schema.inputs[6].type_str
+    assert constraints[slot6] == {"tensor(float)", "tensor(float16)"}
+    assert constraints[schema.inputs[7].type_str] == constraints[schema.inputs[0].type_str]  # z is typed as u
+    assert constraints[schema.inputs[2].type_str] == {"tensor(float)"}  # A stays float32

@@ -68,7 +68,7 @@ def test_shape_profile_is_whole_label_frames_within_the_clip_lengths(meta) -> No
 @pytest.mark.parametrize(
     ("options", "plugin", "expected"),
     [
-        (EngineOptions(), None, []),
+        (EngineOptions(), None, ["--noTF32"]),  # FP32 means FP32, not TF32 (on by default from Ampere)
         (EngineOptions(fp16=True), None, ["--fp16"]),
         (EngineOptions(int8=True, calib=Path("calib")), None, ["--fp16", "--int8", "--calib=m.calib.cache"]),
         (EngineOptions(fp16=True), Path("/lib/scan.so"), ["--fp16", "--dynamicPlugins=/lib/scan.so"]),

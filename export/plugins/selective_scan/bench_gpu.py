@@ -7,10 +7,12 @@ kernel library for the local GPU first. For each shape (FFMamba first stages, a 
 - accuracy: fp32 max |y - ref| / max |ref| against selective_scan(impl="reference") (bound 1e-5), and fp16
   inputs/outputs against the reference on the same rounded inputs (bound 1e-2);
 - time (CUDA events, median of --repeats after warm-up) of this kernel, of the chunked PyTorch form on the
-  same GPU, and of mamba-ssm's kernel where it imports (target: within 1.5x of it);
+  same GPU, and of mamba-ssm's kernel where it imports (target: no slower than it);
 - bandwidth: the bytes a scan must move (every input read once, y written once) over the kernel's time,
-  as a fraction of the device-to-device copy bandwidth measured in the same process (target >= 50%).
-Exit status 1 when an accuracy bound fails; timings are reported, not asserted.
+  as a fraction of the device-to-device copy bandwidth measured in the same process (target: >= 50% at
+  the FFMamba first-stage shapes; the two-pass scan reads u, delta and B twice, so about 60% is its ceiling).
+Exit status 1 when an accuracy bound fails; timings and targets are reported, not asserted. To compare two
+versions of the kernel, build each one's library (cmake, target seld_selective_scan) and pass it with --lib.
 """
 
 import argparse
@@ -179,6 +181,14 @@ def main() -> int:
             f"{r['bandwidth_fraction']:.0%} of copy bandwidth (fp16 {r['fp16_bandwidth_fraction']:.0%})"
         )
         ok = ok and r["fp32_rel_err"] <= 1e-5 and r["fp16_rel_err"] <= 1e-2
+    stage1 = [r["bandwidth_fraction"] for name, r in rows.items() if name.startswith("ffmamba_stage1")]
+    versus = [r["kernel_ms"] / r["mamba_ssm_ms"] for r in rows.values() if "mamba_ssm_ms" in r]
+    print(
+        "targets: >= 50% of copy bandwidth at the FFMamba first stage: "
+        + (("met" if min(stage1) >= 0.5 else "missed") if stage1 else "not measured")
+        + "; no slower than mamba-ssm: "
+        + (("met" if max(versus) <= 1.0 else "missed") if versus else "not measured (mamba-ssm does not import)")
+    )
     if args.json:
         args.json.write_text(json.dumps({"device": device, "copy_bandwidth": bandwidth, "shapes": rows}, indent=2))
     print("accuracy bounds: " + ("met" if ok else "FAILED"))

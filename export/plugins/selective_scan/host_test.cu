@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -191,24 +192,26 @@ double relativeError(std::vector<float> const& y, std::vector<double> const& ref
     return scale > 0.0 ? worst / scale : worst;
 }
 
-//! The kernel's passes on the CPU, in launch order, every thread of a pass before the next pass.
+//! The kernel's passes on the CPU, in launch order: every block of a pass before the next pass, each block's
+//! phases as scanBlock runs them (every thread's part of a phase before the next phase).
 template <typename T, int kMaxN>
 void runPassesOnHost(ScanParams const& p, seld::detail::ScanWork const& w)
 {
+    auto tiles = std::make_unique<seld::detail::ScanTiles<kMaxN>>();
     if (w.chunks > 1)
     {
-        for (int64_t tid = 0; tid < p.batch * (w.chunks - 1) * p.dim; ++tid)
+        for (int64_t block = 0; block < seld::detail::passBlocks(p, w.chunks - 1); ++block)
         {
-            seld::detail::localScanThread<T, kMaxN>(p, w, tid);
+            seld::detail::scanBlock<T, kMaxN, false>(p, w, block, *tiles);
         }
         for (int64_t tid = 0; tid < p.batch * p.dState * p.dim; ++tid)
         {
             seld::detail::carryThread(p, w, tid);
         }
     }
-    for (int64_t tid = 0; tid < p.batch * w.chunks * p.dim; ++tid)
+    for (int64_t block = 0; block < seld::detail::passBlocks(p, w.chunks); ++block)
     {
-        seld::detail::outputThread<T, kMaxN>(p, w, tid);
+        seld::detail::scanBlock<T, kMaxN, true>(p, w, block, *tiles);
     }
 }
 
@@ -301,16 +304,20 @@ void checkPlans()
     seld::ScanPlan lm = seld::planScan(1, 1536, 2048);
     expect(lm.chunks == 32 && lm.chunkLength == 64, "plan: Mamba-LM shape (1, 1536, 2048) -> 32 chunks of 64");
     seld::ScanPlan ff = seld::planScan(1, 256, 51200);
-    expect(ff.chunks == 512 && ff.chunkLength == 100, "plan: FFMamba first stage (1, 256, 51200) -> 512 x 100");
+    expect(ff.chunks == 400 && ff.chunkLength == 128, "plan: FFMamba first stage (1, 256, 51200) -> 400 x 128");
     seld::ScanPlan wide = seld::planScan(64, 4096, 1000);
     expect(wide.chunks == 1 && wide.chunkLength == 1000, "plan: enough channels -> one chunk");
     bool covers = true;
-    for (int64_t length : {1, 63, 64, 65, 1000, 4097, 51200})
+    bool whole = true;
+    for (int64_t length : {1, 63, 64, 65, 127, 128, 1000, 4097, 51200})
     {
         seld::ScanPlan const p = seld::planScan(1, 8, length);
         covers = covers && p.chunks * p.chunkLength >= length && (p.chunks - 1) * p.chunkLength < length;
+        whole = whole
+            && (p.chunks == 1 || (p.chunkLength >= seld::kMinChunkLength && p.chunkLength % seld::kTileSteps == 0));
     }
     expect(covers, "plan: chunks cover L with no empty chunk");
+    expect(whole, "plan: several chunks only of at least 64 steps, whole tiles (L = 65, 127: one chunk)");
     expect(seld::scanWorkspaceSize(1, 1536, 16, 2048) == size_t{32} * 1536 * 17 * 4, "workspace size");
     bool bounded = true;
     for (int64_t batch = 1; batch <= 16; ++batch)
@@ -350,6 +357,8 @@ int main()
         {1, 4, 300, 64, 2, 1, 0, 1, seld::kScanFloat32},   // N = 64, z without D skip
         {2, 8, 1000, 4, 4, 1, 1, 0, seld::kScanFloat16},   // half inputs and output
         {1, 4, 2000, 16, 1, 1, 1, 1, seld::kScanFloat16},
+        {2, 160, 700, 16, 2, 1, 1, 1, seld::kScanFloat32}, // 80 channels a group: a full and a partial tile each
+        {1, 192, 500, 8, 3, 1, 0, 1, seld::kScanFloat16},  // 64 channels a group: one full tile each
     };
     int device = 0;
     cudaError_t const found = cudaGetDeviceCount(&device);

@@ -5,10 +5,24 @@
 #pragma once
 
 #include "NvInferRuntime.h"
+#include "NvInferVersion.h"
 #include "selective_scan.h"
 
 #include <cstdint>
 #include <vector>
+
+// The plugin interface this library implements, from the headers it is compiled against: IPluginV3 from TensorRT
+// 10 on (plugin_v3.cpp), IPluginV2DynamicExt on 8.6 (plugin_v2.cpp). The preprocessor decides, not the build
+// script: from 10.13 on NvInferVersion.h defines NV_TENSORRT_MAJOR through another macro (TRT_MAJOR_ENTERPRISE),
+// which reading the header's text would miss. TensorRT 8.5 and older have no ILoggerFinder and no
+// IPluginRegistry::loadLibrary, so they cannot load a library like this one.
+#if NV_TENSORRT_MAJOR >= 10
+#define SELD_PLUGIN_V3 1
+#elif NV_TENSORRT_MAJOR == 8 && NV_TENSORRT_MINOR >= 6
+#define SELD_PLUGIN_V3 0
+#else
+#error "the SelectiveScan plugin needs TensorRT 8.6 or later headers (setLoggerFinder, load_library)"
+#endif
 
 //! The library's entry points (getCreators or getPluginCreators, setLoggerFinder): everything else is hidden.
 //! TensorRT's own TENSORRTAPI exports only when building TensorRT itself.

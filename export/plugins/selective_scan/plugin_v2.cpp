@@ -1,3 +1,7 @@
+// Compiled into the library only against TensorRT 8.6 headers (SELD_PLUGIN_V3 is 0, plugin_common.h).
+#include "plugin_common.h"
+#if !SELD_PLUGIN_V3
+
 #include "plugin_v2.h"
 
 #include <cstring>
@@ -192,7 +196,7 @@ char const* SelectiveScanCreatorV2::getPluginNamespace() const noexcept
 } // namespace plugin
 } // namespace seld
 
-//! TensorRT 8.5/8.6 find the creators of a plugin library through this symbol.
+//! TensorRT 8.6 finds the creators of a plugin library through this symbol.
 SELD_PLUGIN_EXPORT nvinfer1::IPluginCreator* const* getPluginCreators(int32_t& nbCreators)
 {
     static seld::plugin::SelectiveScanCreatorV2 creator;
@@ -202,3 +206,5 @@ SELD_PLUGIN_EXPORT nvinfer1::IPluginCreator* const* getPluginCreators(int32_t& n
 }
 
 #pragma GCC diagnostic pop
+
+#endif // !SELD_PLUGIN_V3

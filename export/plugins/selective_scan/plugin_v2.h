@@ -1,5 +1,5 @@
-// SelectiveScan as a TensorRT 8.5/8.6 IPluginV2DynamicExt (JetPack 5.1 and 6.0) and its creator. Built instead of
-// plugin_v3 when the TensorRT headers are 8.x; the same settings, checks and launcher (plugin_common).
+// SelectiveScan as a TensorRT 8.6 IPluginV2DynamicExt (JetPack 6.0) and its creator. Compiled instead of plugin_v3
+// when the TensorRT headers are 8.6 (SELD_PLUGIN_V3, plugin_common.h); the same settings, checks and launcher.
 #pragma once
 
 #include "plugin_common.h"

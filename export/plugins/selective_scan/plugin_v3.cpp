@@ -1,3 +1,7 @@
+// Compiled into the library only against TensorRT 10 or later headers (SELD_PLUGIN_V3, plugin_common.h).
+#include "plugin_common.h"
+#if SELD_PLUGIN_V3
+
 #include "plugin_v3.h"
 
 #include <exception>
@@ -176,3 +180,5 @@ SELD_PLUGIN_EXPORT nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t
     nbCreators = 1;
     return creators;
 }
+
+#endif // SELD_PLUGIN_V3

@@ -1,10 +1,29 @@
-// The SelectiveScan kernels, their launcher and the C API that Python loads with ctypes.
-// What each thread computes lives in selective_scan_thread.cuh (shared with the CPU run in host_test.cu).
+// The SelectiveScan plan, kernels and launcher. What the threads of each pass compute lives in
+// selective_scan_thread.cuh (shared with the CPU run in host_test.cu); the C API is scan_c_api.cpp.
 #include "selective_scan.h"
 #include "selective_scan_thread.cuh"
 
 namespace seld
 {
+
+namespace
+{
+
+int64_t ceilDiv(int64_t a, int64_t b)
+{
+    return (a + b - 1) / b;
+}
+
+//! The most chunks a plan cuts `length` steps into for `channels` = batch * D: enough for about kTargetThreads
+//! threads, and few enough that each has kMinChunkLength steps (L / kMinChunkLength, rounded down, at least 1).
+int64_t chunkBound(int64_t channels, int64_t length)
+{
+    int64_t const wanted = ceilDiv(kTargetThreads, channels > 0 ? channels : 1);
+    int64_t const longEnough = length / kMinChunkLength > 1 ? length / kMinChunkLength : 1;
+    return wanted < longEnough ? wanted : longEnough;
+}
+
+} // namespace
 
 ScanPlan planScan(int64_t batch, int64_t dim, int64_t length)
 {
@@ -12,12 +31,14 @@ ScanPlan planScan(int64_t batch, int64_t dim, int64_t length)
     {
         return ScanPlan{1, 0};
     }
-    int64_t const channels = batch * dim > 0 ? batch * dim : 1;
-    int64_t const wanted = (kTargetThreads + channels - 1) / channels;
-    int64_t const mostChunks = (length + kMinChunkLength - 1) / kMinChunkLength;
-    int64_t const chunks = wanted < mostChunks ? wanted : mostChunks;
-    int64_t const chunkLength = (length + chunks - 1) / chunks;
-    return ScanPlan{(length + chunkLength - 1) / chunkLength, chunkLength};
+    int64_t const chunks = chunkBound(batch * dim, length);
+    if (chunks == 1)
+    {
+        return ScanPlan{1, length};
+    }
+    // Whole tiles per chunk, so that every tile of a chunk starts on the tile grid of L.
+    int64_t const chunkLength = ceilDiv(ceilDiv(length, chunks), kTileSteps) * kTileSteps;
+    return ScanPlan{ceilDiv(length, chunkLength), chunkLength};
 }
 
 size_t scanWorkspaceSize(int64_t batch, int64_t dim, int64_t dState, int64_t length)
@@ -35,10 +56,8 @@ size_t scanWorkspaceBound(int64_t maxBatch, int64_t dim, int64_t dState, int64_t
     size_t most = 0;
     for (int64_t batch = 1; batch <= maxBatch; ++batch)
     {
-        // planScan's chunk count before rounding, which never undercounts and grows with the length.
-        int64_t const wanted = (kTargetThreads + batch * dim - 1) / (batch * dim);
-        int64_t const mostChunks = (maxLength + kMinChunkLength - 1) / kMinChunkLength;
-        int64_t const chunks = wanted < mostChunks ? wanted : mostChunks;
+        // planScan's chunk count before the chunk length is rounded up, which never undercounts and grows with L.
+        int64_t const chunks = chunkBound(batch * dim, maxLength);
         size_t const bytes = chunks > 1 ? static_cast<size_t>(batch * chunks * dim * (dState + 1)) * sizeof(float) : 0;
         most = bytes > most ? bytes : most;
     }
@@ -83,39 +102,27 @@ namespace
 
 using detail::ScanWork;
 
-constexpr int kThreads = 128;
+constexpr int kCarryThreads = 128;
 
-unsigned blocksFor(int64_t threads)
+unsigned blocksFor(int64_t threads, int64_t perBlock)
 {
-    return static_cast<unsigned>((threads + kThreads - 1) / kThreads);
+    return static_cast<unsigned>((threads + perBlock - 1) / perBlock);
 }
 
-template <typename T, int kMaxN>
-__global__ void __launch_bounds__(kThreads) localScanKernel(ScanParams const p, ScanWork const w, int64_t threads)
+//! Pass 1 (kOutput false) or pass 2 (kOutput true): one block per tile of channels and chunk (scanBlock).
+template <typename T, int kMaxN, bool kOutput>
+__global__ void __launch_bounds__(kTileChannels) scanKernel(ScanParams const p, ScanWork const w)
 {
-    int64_t const tid = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
-    if (tid < threads)
-    {
-        detail::localScanThread<T, kMaxN>(p, w, tid);
-    }
+    __shared__ detail::ScanTiles<kMaxN> tiles;
+    detail::scanBlock<T, kMaxN, kOutput>(p, w, blockIdx.x, tiles);
 }
 
-__global__ void __launch_bounds__(kThreads) carryKernel(ScanParams const p, ScanWork const w, int64_t threads)
+__global__ void __launch_bounds__(kCarryThreads) carryKernel(ScanParams const p, ScanWork const w, int64_t threads)
 {
-    int64_t const tid = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
+    int64_t const tid = static_cast<int64_t>(blockIdx.x) * kCarryThreads + threadIdx.x;
     if (tid < threads)
     {
         detail::carryThread(p, w, tid);
-    }
-}
-
-template <typename T, int kMaxN>
-__global__ void __launch_bounds__(kThreads) outputKernel(ScanParams const p, ScanWork const w, int64_t threads)
-{
-    int64_t const tid = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
-    if (tid < threads)
-    {
-        detail::outputThread<T, kMaxN>(p, w, tid);
     }
 }
 
@@ -124,13 +131,13 @@ cudaError_t launchPasses(ScanParams const& p, ScanWork const& w, cudaStream_t st
 {
     if (w.chunks > 1)
     {
-        int64_t const local = p.batch * (w.chunks - 1) * p.dim;
-        localScanKernel<T, kMaxN><<<blocksFor(local), kThreads, 0, stream>>>(p, w, local);
+        unsigned const local = static_cast<unsigned>(detail::passBlocks(p, w.chunks - 1));
+        scanKernel<T, kMaxN, false><<<local, kTileChannels, 0, stream>>>(p, w);
         int64_t const carry = p.batch * p.dState * p.dim;
-        carryKernel<<<blocksFor(carry), kThreads, 0, stream>>>(p, w, carry);
+        carryKernel<<<blocksFor(carry, kCarryThreads), kCarryThreads, 0, stream>>>(p, w, carry);
     }
-    int64_t const output = p.batch * w.chunks * p.dim;
-    outputKernel<T, kMaxN><<<blocksFor(output), kThreads, 0, stream>>>(p, w, output);
+    unsigned const output = static_cast<unsigned>(detail::passBlocks(p, w.chunks));
+    scanKernel<T, kMaxN, true><<<output, kTileChannels, 0, stream>>>(p, w);
     return cudaGetLastError();
 }
 

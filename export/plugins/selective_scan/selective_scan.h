@@ -51,7 +51,13 @@ struct ScanPlan
     int64_t chunkLength;
 };
 
-//! Enough threads to fill a large GPU (batch * D * chunks of them) without chunks shorter than kMinChunkLength.
+//! The scan passes stage their inputs through shared memory in tiles of kTileChannels channels (one thread each,
+//! the block) by kTileSteps time steps, so that global loads and stores run along L (selective_scan_thread.cuh).
+constexpr int kTileChannels = 64;
+constexpr int kTileSteps = 32;
+
+//! Enough threads to fill a large GPU (batch * D * chunks of them). Every chunk but the last has at least
+//! kMinChunkLength steps and, when there are several, a whole number of kTileSteps tiles.
 constexpr int64_t kTargetThreads = int64_t{1} << 17;
 constexpr int64_t kMinChunkLength = 64;
 
