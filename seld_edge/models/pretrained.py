@@ -24,6 +24,10 @@ deit_base_distilled_patch16_224, deit_tiny_patch16_224, deit_tiny_distilled_patc
   alone for a DeiT without distillation token.
 - Transformer blocks and the final norm are copied by name (our layout is timm's). DeiT's classifier
   heads (``head``, ``head_dist``) are not used; our head keeps its random init.
+
+DeiT saw ImageNet-normalised pixels (about zero mean, unit variance); AST standardises its log-mel input
+to mean 0, std 0.5 with data-set statistics before the transfer is of use. Features in dB need the
+same treatment before they meet DeiT weights.
 """
 
 import pickle
