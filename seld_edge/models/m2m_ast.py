@@ -41,7 +41,7 @@ Choices where the paper is silent:
 
 Cost per 3 s window (matmul and conv multiply-accumulates, tests/test_m2m_ast.py): SED 139.2 GMACs (four
 capsule images of 34.8 each), DOA 35.2; tiny 2.73 (SED) and 2.78 (DOA). Attention over the 378 tokens is
-6 % of a ViT-B block's MACs (2 N^2 D against 12 N D^2), so the cost is nearly linear in the token count.
+8 % of a ViT-B block's MACs (2 N^2 D against 12 N D^2), so the cost is nearly linear in the token count.
 
 Weights: random init as timm's ViT (truncated normal, std 0.02, for the tokens, positional embedding and
 Linear layers), or ImageNet DeiT through seld_edge.models.pretrained.load_deit (section 3.3).
