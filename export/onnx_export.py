@@ -203,7 +203,7 @@ class Exporter:
                 input_names=[i.name for i in meta.inputs],
                 output_names=list(self.system.output_names),
                 opset_version=self.options.opset,
-                dynamic_shapes=tuple(dynamic_shapes),
+                dynamic_shapes=(tuple(dynamic_shapes),),  # forward(*features): one tensor per input
                 external_data=False,
                 optimize=True,
                 verbose=False,

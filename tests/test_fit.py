@@ -79,7 +79,7 @@ def test_run_folder_holds_checkpoints_metrics_and_config_and_resumes(data, tmp_p
     meta = json.loads((out / "best.json").read_text())
     assert meta["model"] == "seldnet" and meta["output_format"] == "multi_accdoa" and len(meta["class_names"]) == 13
     assert set(meta["scores"]) == {"ER", "F", "LE", "LR", "SELD"}
-    assert json.loads(meta["feature_config"])["kind"] == "foa_logmel_iv"
+    assert [i["feature_config"]["kind"] for i in meta["inputs"]] == ["foa_logmel_iv"]
     system, _ = load_checkpoint(out)
     assert system.model_args["rnn_size"] == 32
     with pytest.raises(SystemExit) as info:

@@ -217,7 +217,7 @@ class Trainer:
         """patience: validation has not improved for that many epochs (every rank sees rank 0's verdict)."""
         if self.config.patience is None:
             return False
-        stop = torch.tensor([float(epochs_done - self.best_epoch > self.config.patience)], device=self.device)
+        stop = torch.tensor([float(epochs_done - self.best_epoch >= self.config.patience)], device=self.device)
         if self.world > 1:
             dist.broadcast(stop, src=0)
         if stop.item() and self.main:
@@ -227,6 +227,8 @@ class Trainer:
     def _train_epoch(self, epoch: int, budget: float | None) -> float:
         self.model.train()
         loss_fn = self.losses.at(epoch, self.epochs)
+        if self.main and (epoch == 0 or loss_fn != self.losses.at(epoch - 1, self.epochs)):
+            tqdm.write(f"loss from epoch {epoch + 1}: {loss_fn.describe()}")
         losses = []
         start = time.perf_counter()
         bar = tqdm(self._loader(epoch), desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch", disable=not self.main)

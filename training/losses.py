@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from seld_edge.errors import SeldEdgeError, unknown_name
-from seld_edge.formats import OutputFormat
+from seld_edge.formats import LossView, OutputFormat
 
 Tensors = Mapping[str, torch.Tensor]
 NORMALISERS = ("active", "all")
@@ -127,7 +127,7 @@ def mspe(
 # terms by name
 
 
-def _view(fmt: OutputFormat, outputs: Tensors, targets: Tensors):
+def _view(fmt: OutputFormat, outputs: Tensors, targets: Tensors) -> LossView:
     return fmt.loss_view(outputs, targets)
 
 
@@ -146,14 +146,21 @@ def _soft_f(fmt: OutputFormat, outputs: Tensors, targets: Tensors) -> torch.Tens
     return soft_f_loss(*_activity(fmt, outputs, targets, "soft_f"))
 
 
+def _vectors(fmt: OutputFormat, outputs: Tensors, targets: Tensors, term: str) -> LossView:
+    view = _view(fmt, outputs, targets)
+    if view.vectors is None:
+        raise SeldEdgeError(f"{term} needs direction vectors, which the {fmt.name} format does not predict")
+    return view
+
+
 def _mse(fmt: OutputFormat, outputs: Tensors, targets: Tensors) -> torch.Tensor:
     """Squared norm of the vector error averaged over frames x classes (Stereo-RCnet's eq. 4)."""
-    prediction, target = _view(fmt, outputs, targets).vectors
+    prediction, target = _vectors(fmt, outputs, targets, "mse").vectors
     return ((prediction - target) ** 2).sum(dim=-2).mean()
 
 
 def _masked_mse(fmt: OutputFormat, outputs: Tensors, targets: Tensors, normaliser: str = "active") -> torch.Tensor:
-    view = _view(fmt, outputs, targets)
+    view = _vectors(fmt, outputs, targets, "masked_mse")
     return masked_mse(*view.vectors, view.active, normaliser)
 
 

@@ -84,45 +84,53 @@ def find_csvs(root: str | Path) -> dict[str, Path]:
 def recordings(source: str | Path, audio_formats: Sequence[str]) -> list[dict[str, Path]]:
     """Each clip of source as {audio format: file}, for every format in audio_formats.
 
-    With one format, source is any audio file or folder (searched recursively). With several, the
-    clips are found in the first format's folder of a STARSS-layout data set, and each clip's other
-    recordings at the same place in the other formats' folders:
-
-    - a file inside ``ROOT/{format}_dev/...`` (or ``_eval``): that clip;
-    - a folder inside such a folder: the clips under it;
-    - a data set root (holding ``{format}_dev/``): every clip of the first format.
-
-    A missing recording is an error naming the file expected, before any work.
+    With one format, source is any audio file or folder (searched recursively). With several, source
+    is a data set in the STARSS layout, or a file or folder inside one of its ``{format}_dev`` (or
+    ``_eval``) folders; a clip is a split folder and name found in any of the formats' folders, and
+    each of its recordings sits at the same place in the other formats' folders. A missing recording
+    is an error naming the file expected, before any work.
     """
     source = Path(source)
     if len(audio_formats) == 1:
         return [{audio_formats[0]: path} for path in find_audio_files(source)]
-    first = audio_formats[0]
-    if source.is_dir() and (source / f"{first}_dev").is_dir():
-        source = source / f"{first}_dev"
-    anchor = _format_folder(source)
-    if anchor is None:
-        wanted = " and ".join(f"{fmt}_dev/" for fmt in audio_formats)
-        raise SeldEdgeError(f"{source}: this model reads {' and '.join(audio_formats)} recordings; give a data set "
-                            f"in the STARSS layout ({wanted}) or a file inside one")  # fmt: skip
-    index, fmt, part = anchor
+    if source.is_dir() and any((source / f"{fmt}_dev").is_dir() for fmt in audio_formats):
+        base, part, inner = source, "dev", Path()
+    else:
+        anchor = _format_folder(source)
+        if anchor is None:
+            folders = " and ".join(f"{fmt}_dev/" for fmt in audio_formats)
+            raise SeldEdgeError(
+                f"{source}: this model reads {' and '.join(audio_formats)} recordings; give a data set in the "
+                f"STARSS layout ({folders}) or a file or folder inside one"
+            )
+        index, _, part = anchor
+        base, inner = Path(*source.parts[:index]), Path(*source.parts[index + 1 :])
+    clips: set[Path] = set()
+    for fmt in audio_formats:
+        folder = base / f"{fmt}_{part}"
+        where = folder / inner
+        if where.is_file():
+            clips.add(inner.with_suffix(""))
+        elif where.is_dir():
+            clips |= {
+                p.relative_to(folder).with_suffix("") for p in where.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES
+            }
+    if not clips:
+        raise SeldEdgeError(f"{source}: no audio files ({', '.join(AUDIO_SUFFIXES)})")
     found = []
-    for path in find_audio_files(source):
-        if path.parts[index] != f"{fmt}_{part}":
-            continue
-        clip = {}
-        for wanted in audio_formats:
-            folder = Path(*path.parts[:index], f"{wanted}_{part}", *path.parts[index + 1 : -1])
-            matches = [
-                folder / f"{path.stem}{suffix}"
-                for suffix in AUDIO_SUFFIXES
-                if (folder / f"{path.stem}{suffix}").is_file()
-            ]
-            if not matches:
-                raise SeldEdgeError(f"{path}: no {wanted} recording of this clip ({folder / path.stem}.wav)")
-            clip[wanted] = matches[0]
-        found.append(clip)
+    for clip in sorted(clips):
+        files = {fmt: _audio_file(base / f"{fmt}_{part}" / clip) for fmt in audio_formats}
+        present = next(path for path in files.values() if path is not None)
+        for fmt, path in files.items():
+            if path is None:
+                raise SeldEdgeError(f"{present}: no {fmt} recording of this clip ({base / f'{fmt}_{part}' / clip}.wav)")
+        found.append(files)
     return found
+
+
+def _audio_file(stem: Path) -> Path | None:
+    """The audio file stem.wav or stem.flac, if there is one."""
+    return next((p for p in (stem.with_name(stem.name + s) for s in AUDIO_SUFFIXES) if p.is_file()), None)
 
 
 def _format_folder(path: Path) -> tuple[int, str, str] | None:

@@ -53,13 +53,13 @@ class LossView:
     activity: (predicted probabilities, target in {0, 1}), both (B, T, C), or None where the format
         predicts no activity (ACCDOA: the vector norm is the activity).
     vectors: (predicted, target) direction vectors (B, T, A, C), A coordinates on axis -2; for ACCDOA
-        formats the target is activity times the unit direction.
+        formats the target is activity times the unit direction; None for activity alone (``sed``).
     active: the target activity (B, T, 1, C) that masks vector and distance errors.
     distance: (predicted, target) metres (B, T, C), or None without distance.
     """
 
-    vectors: tuple[Any, Any]
-    active: Any
+    vectors: tuple[Any, Any] | None = None
+    active: Any = None
     activity: tuple[Any, Any] | None = None
     distance: tuple[Any, Any] | None = None
 

@@ -129,7 +129,7 @@ class Sed(OutputFormat):
         return dict(outputs)  # activity does not depend on direction
 
     def loss_view(self, outputs: Mapping[str, Any], targets: Mapping[str, Any]) -> LossView:
-        raise SeldEdgeError("the sed format has activity only: train it with bce or soft_f")
+        return LossView(activity=(outputs["sed"], targets["sed"]))
 
 
 @register_format

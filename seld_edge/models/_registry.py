@@ -63,7 +63,7 @@ class ModelCard:
         config = self.feature_config()
         config.frames_per_label(self.label_rate_hz)
         rate_ratio(self.label_rate_hz)
-        for key in (*self.format_args, *self.init_args):
+        for key in ("num_classes", *self.format_args, *self.init_args):
             if key not in self.defaults:
                 raise ValueError(f"model {name!r}: {key!r} is not one of its settings")
         self.format(self.defaults)

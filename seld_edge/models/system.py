@@ -58,8 +58,10 @@ class SeldSystem(nn.Module):
         shape = (config.out_channels, 1, config.n_bins)
         return cls(name, model_args, np.zeros(shape, np.float32), np.ones(shape, np.float32))
 
-    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = self.net((features - self.mean) / self.std)
+    def forward(self, *features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One feature tensor (B, C, T, F): the common interface takes one per input."""
+        (x,) = features
+        out = self.net((x - self.mean) / self.std)
         outputs = (out,) if isinstance(out, torch.Tensor) else tuple(out)
         return dict(zip(self.output_names, outputs, strict=True))
 
