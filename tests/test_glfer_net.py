@@ -47,7 +47,7 @@ def odconv_by_definition(module: ODConv2d, x: torch.Tensor) -> torch.Tensor:
     k = module.kernel_size
     outputs = []
     for b in range(x.shape[0]):
-        weight = module.weight * channel[b].view(1, 1, -1, 1, 1) * filter_[b].view(1, -1, 1, 1, 1)
+        weight = module.kernels * channel[b].view(1, 1, -1, 1, 1) * filter_[b].view(1, -1, 1, 1, 1)
         if spatial is not None:
             weight = weight * spatial[b].view(1, 1, 1, k, k)
         if kernel is not None:
@@ -164,15 +164,18 @@ def test_lfe_sees_a_full_3x3_neighbourhood_corners_included():
 @pytest.mark.parametrize("train", [False, True])
 def test_aff_of_equal_inputs_is_that_input(train):
     block = randomise(AFF(16, reduction=4)).train(train)
-    x = torch.randn(3, 16, 7, 5)
-    out = block(x, x)
-    error = float((out - x).abs().max())
-    print(f"AFF(x, x) - x, train={train}: max abs error {error:.2e}")
+    x, y = torch.randn(2, 3, 16, 7, 5, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        error = float((block(x, x) - x).abs().max())
+        # Unequal inputs: a soft selection by MS-CAM weights of the sum, varying from point to point.
+        w = block.attention.weights(x + y)
+        torch.testing.assert_close(block(x, y), w * x + (1 - w) * y)
+    print(f"AFF(x, x) - x, train={train}: max abs error {error:.2e}; weights spread {float(w.std()):.3f}")
     assert error <= 1e-6
-    weights = block.attention.weights(x)
-    assert weights.shape == x.shape and bool(((weights > 0) & (weights < 1)).all())
+    assert w.shape == x.shape and bool(((w > 0) & (w < 1)).all()) and float(w.std()) > 0.05
     mscam = randomise(MSCAM(16))
-    torch.testing.assert_close(mscam(x), x * mscam.weights(x))
+    with torch.no_grad():
+        torch.testing.assert_close(mscam(x), x * mscam.weights(x))
 
 
 # -------------------------------------------------------------------------------------------------- FR
@@ -304,6 +307,10 @@ def test_onnx_export_matches_pytorch_at_1_5_and_60_seconds(exported, name):
     errors = [str(f) for f in findings if f.severity == "error"]
     print(f"{name}: ONNX {len(model_bytes) / 1e6:.1f} MB, exported in {seconds:.1f} s, findings {findings}")
     assert not errors
+    graph = onnx.load_from_string(model_bytes).graph
+    initializers = {init.name for init in graph.initializer}
+    dynamic_weights = [n.name for n in graph.node if n.op_type == "Conv" and n.input[1] not in initializers]
+    assert not dynamic_weights, "every Conv weight is static (ODConv's per-sample kernel is not built)"
     session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(1)
     for clip_seconds, batch in ((1, 1), (5, 2), (60, 1)):

@@ -8,8 +8,9 @@ where four attentions, all from one squeeze of the input (global average pool, F
 ReLU), weight the kernel along its four dimensions: a_s (k x k, sigmoid) its spatial positions,
 a_c (C_in, sigmoid) its input channels, a_f (C_out, sigmoid) its filters, a_w (n, softmax) the
 kernels. As in the authors' code, a_s, a_c and a_f are shared by the n kernels (the paper writes
-one per kernel); the attention width is max(C_in * reduction, 16). The authors' temperature for
-the kernel softmax is 1 and is not a setting here.
+one per kernel); the attention width is max(C_in * reduction, 16). The authors' code can divide the
+attention logits by a temperature (1 by default); it is not a setting here. GLFER-Net (section 3.2.1)
+uses one 3 x 3 kernel with reduction 1/4.
 
 Written literally, the kernel depends on the sample, so an ONNX graph gets a convolution whose
 weight is computed from the batch, which TensorRT cannot build. Every attention enters linearly, so
@@ -18,7 +19,7 @@ the same output comes from plain operators with static weights:
 - a_c scales the input channels before the convolution;
 - a_s scales the k x k positions of each input patch: the k x k shifted copies of the zero-padded
   input are stacked (an im2col written as Pad and Slice), weighted per position, and one 1 x 1
-  convolution with the static kernels reshaped to (n * C_out, C_in * k * k) does the sum over
+  convolution with the static kernels, stored as (n * C_out, C_in * k * k), does the sum over
   channels and positions;
 - a_w mixes the n kernels' outputs;
 - a_f scales the output channels.
@@ -33,7 +34,7 @@ from torch import nn
 
 
 class ODConvAttention(nn.Module):
-    """The four attentions of ODConv from one squeeze of the input (ODConv paper eq. 4-5, Fig. 2)."""
+    """The four attentions of ODConv (Li et al. 2022) from one squeeze of the input."""
 
     def __init__(
         self, in_channels: int, out_channels: int, kernel_size: int, kernel_num: int, reduction: float, min_width: int
@@ -72,11 +73,20 @@ class ODConv2d(nn.Module):
             raise ValueError(f"ODConv2d pads to the same size and needs an odd kernel size, got {kernel_size}")
         self.kernel_size = kernel_size
         self.kernel_num = kernel_num
+        self.out_channels = out_channels
         self.attention = ODConvAttention(in_channels, out_channels, kernel_size, kernel_num, reduction, min_width)
-        # The n static kernels in the textbook layout (n, C_out, C_in, k, k).
-        self.weight = nn.Parameter(torch.empty(kernel_num, out_channels, in_channels, kernel_size, kernel_size))
-        for kernel in self.weight:
+        # The n static kernels stored as the 1 x 1 convolution over patches uses them, so that the graph
+        # has them as initializers (a Reshape in the graph would leave the Conv weight computed):
+        # (n * C_out, C_in * k * k, 1, 1), rows kernel-major, columns (channel, row, column) row-major.
+        self.weight = nn.Parameter(torch.empty(kernel_num * out_channels, in_channels * kernel_size**2, 1, 1))
+        for kernel in self.kernels:
             nn.init.kaiming_normal_(kernel, mode="fan_out", nonlinearity="relu")
+
+    @property
+    def kernels(self) -> torch.Tensor:
+        """The n kernels in the textbook layout (n, C_out, C_in, k, k), a view of ``weight``."""
+        k = self.kernel_size
+        return self.weight.view(self.kernel_num, self.out_channels, -1, k, k)
 
     def patches(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T, F) -> (B, C, k * k, T, F): the input shifted to each kernel position (row-major)."""
@@ -93,8 +103,7 @@ class ODConv2d(nn.Module):
         x = x * channel[:, :, None, None]
         if spatial is not None:
             x = (self.patches(x) * spatial[:, None, :, None, None]).flatten(1, 2)  # (B, C_in * k * k, T, F)
-        n, c_out = self.weight.shape[:2]
-        y = F.conv2d(x, self.weight.reshape(n * c_out, -1, 1, 1))  # (B, n * C_out, T, F)
+        y = F.conv2d(x, self.weight)  # (B, n * C_out, T, F)
         if kernel is not None:
-            y = (y.unflatten(1, (n, c_out)) * kernel[:, :, None, None, None]).sum(1)
+            y = (y.unflatten(1, (self.kernel_num, self.out_channels)) * kernel[:, :, None, None, None]).sum(1)
         return y * filter_[:, :, None, None]
