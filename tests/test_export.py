@@ -22,8 +22,9 @@ from seld_edge import __version__  # noqa: E402
 from seld_edge.cli import main  # noqa: E402
 from seld_edge.errors import SeldEdgeError  # noqa: E402
 from seld_edge.model_metadata import ModelInput, ModelMetadata  # noqa: E402
-from seld_edge.models import SeldSystem, list_models, model_card  # noqa: E402
+from seld_edge.models import SeldSystem, model_card  # noqa: E402
 from seld_edge.postprocess import PostProcessing  # noqa: E402
+from tests.conftest import zoo_under_test  # noqa: E402
 from training.checkpoint import save_checkpoint  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 
@@ -57,7 +58,7 @@ def clip_frames(name: str, seconds: float) -> int:
     return round(seconds * card.label_rate_hz) * card.feature_config().frames_per_label(card.label_rate_hz)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", zoo_under_test())
 def test_one_graph_matches_pytorch_from_1_to_60_seconds(exports, name):
     system, _, _, model, _ = exports[name]
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
@@ -85,7 +86,7 @@ def test_one_graph_matches_pytorch_from_1_to_60_seconds(exports, name):
             assert attrs["linear_before_reset"] == 1, node.name
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", zoo_under_test())
 def test_export_is_one_file_with_the_metadata_contract(exports, name):
     system, meta, _, model, output = exports[name]
     assert sorted(p.name for p in model.parent.iterdir()) == [model.name], "no .data file, no temporary left"

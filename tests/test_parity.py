@@ -15,8 +15,8 @@ torch = pytest.importorskip("torch")
 
 from export.parity import error_stats  # noqa: E402
 from seld_edge.cli import main  # noqa: E402
-from seld_edge.models import list_models  # noqa: E402
 from seld_edge.synth import generate_dataset  # noqa: E402
+from tests.conftest import zoo_under_test  # noqa: E402
 from tests.test_export import make_checkpoint  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parents[1] / "seld_edge" / "assets"
@@ -29,7 +29,7 @@ def test_error_stats_by_hand():
     assert stats["max_rel_error"] == pytest.approx(0.25)  # 0.5 / 2; the zero uses the 1e-6 floor: 0.1
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", zoo_under_test())
 def test_every_model_matches_pytorch_on_a_generated_scene(name, exports, cli):
     _, _, run, model, _ = exports[name]
     result = cli.invoke(main, ["parity", str(run), str(model), "--json"])

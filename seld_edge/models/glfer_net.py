@@ -1,0 +1,189 @@
+"""GLFER-Net (seed 004): global-local feature extraction and recalibration for SELD on FOA.
+
+Input (B, 7, T, 257) from ``foa_linspec_iv`` (4 log-linear spectrograms W, Y, Z, X and 3 L2-normalised
+intensity vectors; nfft 512, hop 300 at 24 kHz: 80 frames/s), T a multiple of 16. The paper's path
+(section 3, Fig. 1):
+
+- encoder: two 3 x 3 conv, BN, GELU blocks 7 -> 32 (no residual), 2 x 2 average pooling;
+- three stages of GLF extractor, FR module, 2 x 2 average pooling, with 64, 128, 256 channels. The GLF
+  extractor (eq. 1-3): y1 = MSFE(o) + o with o = GELU(BN(ODConv(x))) (3 x 3, one kernel, attention
+  reduction 1/4); y2 = LFE(LFE(x)); y = AFF(y1, y2) (r = 4). Blocks: ``blocks.odconv``, ``blocks.msfe``
+  (MSFE and CSS, group size 8), ``blocks.asymmetric`` (LFE), ``blocks.attention_fusion`` (AFF),
+  ``blocks.recalibration`` (FR);
+- mean over frequency, 2-layer BiGRU (hidden 128), SED head 256 -> 128 -> classes (sigmoid) and DOA
+  heads 256 -> 128 -> classes for each of x, y, z (tanh), concatenated as [coordinate][class]:
+  sed_doa output (B, T/16, 13) and (B, T/16, 39).
+
+Time is pooled by 16, so the output runs at T0 = Te / 16 frames, 200 ms (5 Hz), the paper's rate and
+not the 100 ms DCASE grid: the card says label_rate_hz = 5.
+
+Choices where the paper is silent, or where we depart from it:
+- Frequency: 257 bins do not halve four times. The Nyquist bin (12 kHz) is dropped before the encoder,
+  so the 256 bins pool exactly to 128, 64, 32, 16. Floor pooling, as in the authors' code, would drop
+  it at the first pooling after the encoder had convolved it; cropping first is cheaper and explicit.
+  Time has no such issue: T is a multiple of 16 (the exporter's time axis is a whole number of label
+  frames, 16 feature frames each), so every pooling is exact.
+- GELU after AFF, as the authors' public code has; that code also adds a 1 x 1 conv + BN shortcut of the
+  stage input to the fused map, which the paper's eq. y = AFF(y1, y2) does not have: left out.
+- The authors' code wraps the MSFE module in BN, GELU and a second GELU after the residual, and applies
+  a 4-group shuffle; the paper has neither and the code as published does not run (``self.conv2`` is
+  undefined); the paper's MSFE (eq. 4-6) and CSS with group size 8 are built.
+- FR sums its three recalibrated maps (the paper); ``fr_combine="mean"`` averages them (the authors' code).
+- MSFE kernels (1, 3, 5, 7) with groups (1, 2, 4, 8), each branch on its own C/4 channels, one SE
+  shared by the branches: see ``blocks.msfe`` for why.
+- The hidden FC layers of the heads use ReLU, as the authors' code; the paper names only the output
+  activations. No dropout: the paper gives none. Convolutions followed by BN have no bias.
+- Training (card): AdamW 3e-4 (weight decay 0.01, PyTorch's AdamW default: the paper gives none),
+  cosine annealing, batch 8, 50 epochs, 8 s segments; SED threshold 0.3. Augmentation: the paper's
+  channel swap is the 16 FOA channel swaps / sign flips (``foa_rotation``), then frequency shift and random
+  cutout (SALSA's trio). The paper's loss (section 4.3), 0.3 BCE + 0.7 DOA MSE on active events
+  normalised by T0 x N (``masked_mse`` with the ``all`` normaliser).
+
+Size: ``glfer_net`` 3.41 M parameters and 10.6 GMACs per 5 s clip (400 frames); ``glfer_net_tiny``
+(widths 32/64/128, encoder 16, BiGRU 96, heads 96) 1.05 M and 2.7 GMACs. The paper gives no size.
+Multiply-adds counted by torch.utils.flop_counter (MACs = FLOPs / 2), BiGRU included: 1.15 G in the
+encoder, 3.16 G in each stage, of which the two LFE units take 2.2 G (ODConv 0.47 G, MSFE 0.43 G).
+"""
+
+import torch
+from torch import nn
+
+from seld_edge.features import feature_config
+from seld_edge.formats.classes import NUM_CLASSES
+from seld_edge.models._registry import ModelCard, register_model
+from seld_edge.models.blocks.asymmetric import LFE
+from seld_edge.models.blocks.attention_fusion import AFF
+from seld_edge.models.blocks.msfe import MSFE
+from seld_edge.models.blocks.odconv import ODConv2d
+from seld_edge.models.blocks.recalibration import FeatureRecalibration
+
+FEATURE_KIND = "foa_linspec_iv"
+FREQ_BINS = 256  # of the 257: the Nyquist bin is dropped so that four 2 x 2 poolings are exact
+TIME_POOLING = 16  # encoder + three stages, 2 each: 80 frames/s -> 5 Hz
+
+
+def conv_bn_gelu(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels), nn.GELU()
+    )
+
+
+class GLFExtractor(nn.Module):
+    """Global-local feature extractor (GLFER-Net eq. 1-3, Fig. 3), then GELU; (B, C_in, T, F) -> (B, C_out, T, F)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        odconv_kernels: int,
+        odconv_reduction: float,
+        msfe_kernels: tuple[int, ...],
+        se_reduction: int,
+        shuffle_groups: int,
+        aff_reduction: int,
+    ) -> None:
+        super().__init__()
+        self.odconv = nn.Sequential(
+            ODConv2d(in_channels, out_channels, 3, kernel_num=odconv_kernels, reduction=odconv_reduction),
+            nn.BatchNorm2d(out_channels),
+            nn.GELU(),
+        )
+        self.msfe = MSFE(out_channels, msfe_kernels, se_reduction, shuffle_groups)
+        self.local = nn.Sequential(LFE(in_channels, out_channels), LFE(out_channels, out_channels))
+        self.fusion = AFF(out_channels, aff_reduction)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        o = self.odconv(x)
+        global_features = self.msfe(o) + o
+        return self.act(self.fusion(global_features, self.local(x)))
+
+
+def _head(in_features: int, hidden: int, out_features: int, activation: nn.Module) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, out_features), activation)
+
+
+class GLFERNet(nn.Module):
+    def __init__(
+        self,
+        num_classes: int,
+        encoder_channels: int,
+        widths: tuple[int, ...],
+        odconv_kernels: int,
+        odconv_reduction: float,
+        msfe_kernels: tuple[int, ...],
+        se_reduction: int,
+        shuffle_groups: int,
+        aff_reduction: int,
+        fr_combine: str,
+        rnn_size: int,
+        fc_size: int,
+    ) -> None:
+        super().__init__()
+        if len(widths) != 3:
+            raise ValueError(f"GLFER-Net has three stages (time / 16 with the encoder), got widths {widths}")
+        self.encoder = nn.Sequential(
+            conv_bn_gelu(feature_config(FEATURE_KIND).out_channels, encoder_channels),
+            conv_bn_gelu(encoder_channels, encoder_channels),
+            nn.AvgPool2d(2),
+        )
+        stages: list[nn.Module] = []
+        for c_in, c_out in zip((encoder_channels, *widths[:-1]), widths, strict=True):
+            glf = GLFExtractor(
+                c_in, c_out, odconv_kernels, odconv_reduction, msfe_kernels, se_reduction, shuffle_groups, aff_reduction
+            )
+            stages.append(nn.Sequential(glf, FeatureRecalibration(fr_combine), nn.AvgPool2d(2)))
+        self.stages = nn.Sequential(*stages)
+        self.gru = nn.GRU(widths[-1], rnn_size, num_layers=2, batch_first=True, bidirectional=True)
+        self.sed_head = _head(2 * rnn_size, fc_size, num_classes, nn.Sigmoid())
+        self.doa_heads = nn.ModuleList(_head(2 * rnn_size, fc_size, num_classes, nn.Tanh()) for _ in "xyz")
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.stages(self.encoder(features[..., :FREQ_BINS]))  # (B, 256, T/16, 16)
+        x, _ = self.gru(x.mean(3).transpose(1, 2))  # (B, T/16, 2 * rnn_size)
+        return self.sed_head(x), torch.cat([head(x) for head in self.doa_heads], dim=-1)
+
+
+_DEFAULTS = {
+    "num_classes": NUM_CLASSES,
+    "encoder_channels": 32,
+    "widths": (64, 128, 256),
+    "odconv_kernels": 1,
+    "odconv_reduction": 0.25,
+    "msfe_kernels": (1, 3, 5, 7),
+    "se_reduction": 16,
+    "shuffle_groups": 8,
+    "aff_reduction": 4,
+    "fr_combine": "sum",
+    "rnn_size": 128,
+    "fc_size": 128,
+}
+# Same blocks at reduced widths (MSFE needs widths divisible by 32: four branches of up to 8 groups).
+_TINY = {**_DEFAULTS, "encoder_channels": 16, "widths": (32, 64, 128), "rnn_size": 96, "fc_size": 96}
+
+# The paper (section 4.4); the SED threshold reaches post-processing through the postprocess section.
+_TRAINING = {
+    "optimizer": "adamw",
+    "lr": 3e-4,
+    "weight_decay": 0.01,
+    "scheduler": "cosine",
+    "batch_size": 8,
+    "epochs": 50,
+    "chunk_seconds": 8.0,
+    "postprocess": {"thresholds": 0.3},
+    # L = 0.3 L_SED + 0.7 L_SSL: BCE over T0 x N frames x classes, and L_SSL the squared DOA error summed
+    # over x, y, z on active (frame, class) pairs, divided by T0 x N, all frames and classes.
+    "loss": {"bce": 0.3, "masked_mse": {"weight": 0.7, "normaliser": "all"}},
+}
+# Channel swap (for FOA: the 16 swaps / sign flips of foa_rotation), random cutout, frequency shift.
+_AUGMENT = {"foa_rotation": True, "freq_shift": True, "cutout": True}
+
+
+def _card(defaults: dict) -> ModelCard:
+    return ModelCard(
+        FEATURE_KIND, "sed_doa", label_rate_hz=5.0, defaults=defaults, training=_TRAINING, augment=_AUGMENT
+    )
+
+
+register_model("glfer_net", _card(_DEFAULTS))(GLFERNet)
+register_model("glfer_net_tiny", _card(_TINY))(GLFERNet)
