@@ -1,6 +1,7 @@
 """M2M-AST (seed 001): the ViT blocks, the SED and DOA networks at both scales, and the DeiT transfer."""
 
 import time
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -14,20 +15,27 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from export.graph_check import check_for_tensorrt
 from seld_edge.errors import SeldEdgeError
+from seld_edge.models import create, model_card
 from seld_edge.models.blocks.vit import Attention, PatchEmbed, patch_grid
-from seld_edge.models.m2m_ast import CARDS, LOSS_SWITCH_EPOCH, M2MAST
+from seld_edge.models.m2m_ast import M2MAST
 from seld_edge.models.pretrained import load_deit, read_state_dict
+
+NETWORKS = ("m2m_ast_sed", "m2m_ast_doa", "m2m_ast_sed_tiny", "m2m_ast_doa_tiny")
 
 FRAMES, MELS, CLASSES = 300, 128, 13
 
 
 def network(name: str, seed: int = 0, **overrides: object) -> M2MAST:
     torch.manual_seed(seed)
-    return M2MAST(**{**CARDS[name]["defaults"], **overrides})
+    return create(name, **overrides)
+
+
+def channels_of(name: str) -> int:
+    return model_card(name).feature_config().out_channels
 
 
 def features(name: str, batch: int, seed: int = 1) -> torch.Tensor:
-    channels = CARDS[name]["defaults"]["in_channels"]
+    channels = channels_of(name)
     return torch.randn(batch, channels, FRAMES, MELS, generator=torch.Generator().manual_seed(seed))
 
 
@@ -132,13 +140,13 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch(name):
     model = network(name)
     x = features(name, 2)
     g = torch.Generator().manual_seed(2)
-    if CARDS[name]["defaults"]["task"] == "sed":
+    if model_card(name).defaults["task"] == "sed":
         target = (torch.rand(2, 30, CLASSES, generator=g) < 0.2).float()
         loss_fn = F.binary_cross_entropy
     else:
         target = F.normalize(torch.randn(2, 30, 3, CLASSES, generator=g), dim=2).flatten(2)
         loss_fn = F.mse_loss
-    optimizer = torch.optim.Adam(model.parameters(), lr=CARDS[name]["training"]["lr"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=model_card(name).training["lr"])
 
     def eval_loss() -> float:
         model.eval()
@@ -157,15 +165,19 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch(name):
 
 
 def test_cards_schedule_the_paper_two_stages():
-    for card in CARDS.values():
-        training = card["training"]
-        assert (training["optimizer"], training["lr"], training["batch_size"]) == ("adam", 1e-4, 24)
-        assert training["epochs"] == 2 * LOSS_SWITCH_EPOCH and training["chunk_seconds"] == 3.0
-        first, second = training["loss"].values()
-        assert first["until_epoch"] == second["from_epoch"] == LOSS_SWITCH_EPOCH
-        task = card["defaults"]["task"]
-        assert card["output_format"] == task
-        assert list(training["loss"]) == (["bce", "soft_f"] if task == "sed" else ["mse", "masked_mse"])
+    from training.config import resolve_config
+    from training.losses import loss_schedule
+
+    for name in NETWORKS:
+        card = model_card(name)
+        config = resolve_config(name, "data", "run")
+        assert (config.optimizer, config.lr, config.batch_size, config.epochs) == ("adam", 1e-4, 24, 100)
+        assert config.chunk_seconds == 3.0 and not card.dynamic_time
+        task = card.defaults["task"]
+        assert card.output_format == task
+        schedule = loss_schedule(card.format(card.defaults), config)
+        first, second = ("1 bce", "1 soft_f") if task == "sed" else ("1 mse", "1 masked_mse")
+        assert [schedule.at(epoch, 100).describe() for epoch in (0, 49, 50, 99)] == [first, first, second, second]
 
 
 def analytic_macs(model: M2MAST, channels: int) -> int:
@@ -179,13 +191,13 @@ def analytic_macs(model: M2MAST, channels: int) -> int:
     return images * (patch + blocks + head)
 
 
-@pytest.mark.parametrize("name", list(CARDS))
+@pytest.mark.parametrize("name", NETWORKS)
 def test_macs_per_window(name):
     """FlopCounterMode on meta tensors (nothing is computed); MACs = FLOPs / 2. A 5 s clip takes three
     3 s windows at a 1 s hop (two at the 2 s hop that just covers it)."""
     with torch.device("meta"):
         model = network(name).eval()
-        x = torch.empty(1, CARDS[name]["defaults"]["in_channels"], FRAMES, MELS)
+        x = torch.empty(1, channels_of(name), FRAMES, MELS)
     with FlopCounterMode(display=False) as counter:
         model(x)
     macs = counter.get_total_flops() // 2
@@ -199,7 +211,7 @@ def test_macs_per_window(name):
 def export_and_compare(model: M2MAST, name: str, tmp_path) -> None:
     """Export at opset 18 with a dynamic batch and the fixed 300-frame axis; compare with ONNX Runtime."""
     model.eval()
-    channels = CARDS[name]["defaults"]["in_channels"]
+    channels = channels_of(name)
     start = time.perf_counter()
     program = torch.onnx.export(
         model,
@@ -450,3 +462,19 @@ def test_a_pickle_with_objects_is_refused_without_unpickling(tmp_path):
 def test_other_files_are_refused(file_name, tmp_path):
     (tmp_path / "deit.bin").write_bytes(b"weights")
     one_line_error(network("m2m_ast_sed_tiny"), tmp_path / file_name)
+
+
+def test_the_pretrained_setting_loads_deit_once_and_checkpoints_do_not_need_the_file(tmp_path):
+    """``model.pretrained=PATH`` initialises a new system from DeiT; a checkpoint of it rebuilds without
+    the file (its own weights replace DeiT's), so the file may be gone on the machine that runs it."""
+    from seld_edge.models import SeldSystem, build_system
+
+    path = Path(save(deit_state_dict("deit_tiny_patch16_224"), tmp_path / "deit.safetensors"))
+    shape = (7, 1, 128)
+    system = SeldSystem("m2m_ast_doa_tiny", {"pretrained": str(path)}, np.zeros(shape), np.ones(shape))
+    deit = read_state_dict(path)
+    torch.testing.assert_close(system.net.blocks[3].attn.qkv.weight, deit["blocks.3.attn.qkv.weight"])
+    state = system.state_dict()
+    path.unlink()
+    rebuilt = build_system("m2m_ast_doa_tiny", system.model_args, state)
+    assert rebuilt.model_args["pretrained"] == str(path), "the checkpoint records where it started from"

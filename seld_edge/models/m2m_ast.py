@@ -51,10 +51,14 @@ import torch
 from torch import nn
 
 from seld_edge.errors import SeldEdgeError, unknown_name
+from seld_edge.features import feature_config
 from seld_edge.formats.classes import NUM_CLASSES
+from seld_edge.models._registry import CompositeCard, ModelCard, register_composite, register_model
 from seld_edge.models.blocks.vit import LAYER_NORM_EPS, Block, PatchEmbed, init_vit_weights, patch_grid
 
 TASKS = ("sed", "doa")
+# The SED network reads the MIC array, the DOA network FOA (Table 1): 20 ms window, 10 ms hop, 128 mels.
+FEATURE_KINDS = {"sed": "mic_logmel_ast", "doa": "foa_logmel_iv_ast"}
 # Per task: output values per class (activity, or x, y, z) and the activation (section 3.2).
 _HEAD = {"sed": (1, nn.Sigmoid), "doa": (3, nn.Tanh)}
 
@@ -71,10 +75,8 @@ class M2MAST(nn.Module):
         self,
         task: str,
         num_classes: int,
-        in_channels: int,
         per_channel: bool,
         n_frames: int,
-        n_mels: int,
         patch_size: int,
         patch_stride: int,
         output_tokens: int,
@@ -83,10 +85,13 @@ class M2MAST(nn.Module):
         num_heads: int,
         mlp_ratio: float,
         dropout: float,
+        pretrained: str | None = None,
     ) -> None:
         super().__init__()
         if task not in TASKS:
             raise unknown_name("task", task, TASKS)
+        config = feature_config(FEATURE_KINDS[task])
+        in_channels, n_mels = config.out_channels, config.n_bins
         self.in_channels, self.per_channel = in_channels, per_channel
         self.n_frames, self.n_mels = n_frames, n_mels
         self.grid = patch_grid((n_frames, n_mels), patch_size, patch_stride)  # (time, frequency)
@@ -103,6 +108,10 @@ class M2MAST(nn.Module):
         nn.init.trunc_normal_(self.output_tokens, std=0.02)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.apply(init_vit_weights)
+        if pretrained is not None:  # ``model.pretrained=PATH``: a timm-format DeiT file (section 3.3)
+            from seld_edge.models.pretrained import load_deit
+
+            load_deit(self, pretrained)
 
     @property
     def num_patches(self) -> int:
@@ -130,67 +139,51 @@ class M2MAST(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Card values for the registry. The feature kinds (mic_logmel_ast, foa_logmel_iv_ast: 20 ms window,
-# 10 ms hop, 128 mels, Table 2) and the output formats (sed, doa) are being added in parallel, so the
-# models are not registered here yet; at merge each entry becomes
-#     register_model(name, ModelCard(**CARDS[name]))(M2MAST)
-#
-# Training (Tables 4 and 5): Adam at 1e-4, batch 24, 50 epochs per model. The paper trains four
+# Cards. Training (Tables 4 and 5): Adam at 1e-4, batch 24, 50 epochs per model. The paper trains four
 # models: AST1 (SED, from DeiT, BCE), AST2 (fine-tuned from AST1 with the soft F-loss), AST3 (DOA, from
 # DeiT, MSE), AST4 (fine-tuned from AST3 with masked MSE); the best system is AST2 & AST4, and the
 # second stage is where the gain comes from (Table 10: SED F 74.0 -> 75.8, DOA LE 21.8 -> 19.1 deg).
 # Table 4's 50 epochs applies to each model, so one run here is both stages back to back: 100 epochs,
-# the loss switching at epoch 50 (0-based: epochs 0-49 the first loss, 50-99 the second). The paper
-# starts each fine-tune from a saved model, i.e. with a fresh optimizer state and no learning-rate
-# schedule (none is mentioned), hence the constant rate. Masked MSE is normalised by the active
-# (frame, class) count, so it is the mean squared DOA error of the events the LE metric scores.
-# Training chunks are the 3 s windows the network takes. No training augmentation is mentioned (the
-# 16 FOA rotations are used at test time only).
+# the loss switching halfway (a fraction, so a time-budgeted run that re-plans its epochs still
+# switches halfway). The paper starts each fine-tune from a saved model, with no learning-rate schedule
+# mentioned, hence the constant rate. Masked MSE is normalised by the active (frame, class) count, so it
+# is the mean squared DOA error of the events the LE metric scores. Training chunks are the 3 s windows
+# the network takes. No training augmentation is mentioned (the 16 FOA rotations are used at test time).
 # ---------------------------------------------------------------------------------------------------
-
-LOSS_SWITCH_EPOCH = 50
 
 _VIT_B = {"embed_dim": 768, "depth": 12, "num_heads": 12}  # ViT-B/16 = DeiT-B (Table 3)
 _VIT_TINY = {"embed_dim": 192, "depth": 12, "num_heads": 3}  # DeiT-Ti
 _COMMON = {
     "num_classes": NUM_CLASSES,
     "n_frames": 300,
-    "n_mels": 128,
     "patch_size": 16,
     "patch_stride": 10,
     "output_tokens": 30,
     "mlp_ratio": 4.0,
     "dropout": 0.1,
+    "pretrained": None,
 }
-_TRAINING = {"optimizer": "adam", "lr": 1e-4, "batch_size": 24, "epochs": 2 * LOSS_SWITCH_EPOCH,
-             "scheduler": "constant", "weight_decay": 0.0, "chunk_seconds": 3.0}  # fmt: skip
-_SED_LOSS = {"bce": {"weight": 1.0, "until_epoch": LOSS_SWITCH_EPOCH},
-             "soft_f": {"weight": 1.0, "from_epoch": LOSS_SWITCH_EPOCH}}  # fmt: skip
-_DOA_LOSS = {"mse": {"weight": 1.0, "until_epoch": LOSS_SWITCH_EPOCH},
-             "masked_mse": {"weight": 1.0, "normaliser": "active", "from_epoch": LOSS_SWITCH_EPOCH}}  # fmt: skip
+_TRAINING = {"optimizer": "adam", "lr": 1e-4, "batch_size": 24, "epochs": 100, "scheduler": "constant",
+             "chunk_seconds": 3.0}  # fmt: skip
+_LOSSES = {"sed": ("bce", "soft_f"), "doa": ("mse", "masked_mse")}
 
 
-def _card(task: str, width: dict[str, int], per_channel: bool) -> dict:
-    sed = task == "sed"
-    return {
-        "feature_kind": "mic_logmel_ast" if sed else "foa_logmel_iv_ast",
-        "output_format": task,
-        "label_rate_hz": 10.0,
-        "defaults": {
-            "task": task,
-            "in_channels": 4 if sed else 7,
-            "per_channel": per_channel,
-            **_COMMON,
-            **width,
-        },
-        "training": {**_TRAINING, "loss": _SED_LOSS if sed else _DOA_LOSS},
-        "augment": {},
-    }
+def _card(task: str, width: dict[str, int], per_channel: bool) -> ModelCard:
+    first, second = _LOSSES[task]
+    return ModelCard(
+        FEATURE_KINDS[task],
+        task,
+        dynamic_time=False,
+        defaults={"task": task, "per_channel": per_channel, **_COMMON, **width},
+        init_args=("pretrained",),
+        training={**_TRAINING, "loss": first, "loss_schedule": {0.5: second}},
+    )
 
 
-CARDS: dict[str, dict] = {
-    "m2m_ast_sed": _card("sed", _VIT_B, per_channel=True),
-    "m2m_ast_doa": _card("doa", _VIT_B, per_channel=False),
-    "m2m_ast_sed_tiny": _card("sed", _VIT_TINY, per_channel=False),
-    "m2m_ast_doa_tiny": _card("doa", _VIT_TINY, per_channel=False),
-}
+register_model("m2m_ast_sed", _card("sed", _VIT_B, per_channel=True))(M2MAST)
+register_model("m2m_ast_doa", _card("doa", _VIT_B, per_channel=False))(M2MAST)
+register_model("m2m_ast_sed_tiny", _card("sed", _VIT_TINY, per_channel=False))(M2MAST)
+register_model("m2m_ast_doa_tiny", _card("doa", _VIT_TINY, per_channel=False))(M2MAST)
+# The paper's best system, AST2 & AST4: SED on the MIC array, DOA on FOA, composed (seld-edge compose).
+register_composite("m2m_ast", CompositeCard({"sed": "m2m_ast_sed", "doa": "m2m_ast_doa"}, "sed_doa"))
+register_composite("m2m_ast_tiny", CompositeCard({"sed": "m2m_ast_sed_tiny", "doa": "m2m_ast_doa_tiny"}, "sed_doa"))

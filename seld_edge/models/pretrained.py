@@ -26,8 +26,8 @@ deit_base_distilled_patch16_224, deit_tiny_patch16_224, deit_tiny_distilled_patc
   heads (``head``, ``head_dist``) are not used; our head keeps its random init.
 
 DeiT saw ImageNet-normalised pixels (about zero mean, unit variance); AST standardises its log-mel input
-to mean 0, std 0.5 with data-set statistics before the transfer is of use. Features in dB need the
-same treatment before they meet DeiT weights.
+with data-set statistics before the transfer is of use. seld-edge's systems do the same: the normaliser
+fitted on the training split (per channel and frequency) sits in front of every network.
 """
 
 import pickle
