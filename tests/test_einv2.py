@@ -209,14 +209,16 @@ def test_published_sizes_fit_a_fixed_batch(name):
     model = create(name).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01)  # the card's recipe
     losses = []
-    for _ in range(8):
+    for _ in range(10):
         loss = trackwise_pit_loss(*model(features), sed_target, doa_target)
+        losses.append(loss.item())
+        if losses[-1] < 0.5 * losses[0]:
+            break
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(loss.item())
     print(f"{name}: loss " + " ".join(f"{v:.3f}" for v in losses))
-    assert min(losses) < 0.5 * losses[0]
+    assert losses[-1] < 0.5 * losses[0], "halved within 9 steps"
 
 
 def test_macs_of_a_small_model_by_hand():

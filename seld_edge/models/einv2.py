@@ -67,7 +67,7 @@ from seld_edge.models.blocks.mff import MFF
 
 FEATURE_KIND = "foa_logmel_iv_128"
 SED_CHANNELS = 4  # the log-mel W, Y, Z, X channels come first in foa_logmel_iv_128
-FRAMES_PER_LABEL = 8
+FRAMES_PER_LABEL = feature_config(FEATURE_KIND).frames_per_label(10.0)  # 8: hop 300 at 24 kHz, 10 Hz labels
 
 
 class DualBranchEncoder(nn.Module):

@@ -10,8 +10,8 @@ One layer, pre-norm residual units, on sequences (B, T, d_model):
 
 FeedForward: LayerNorm, Linear d -> e*d, Swish, dropout, Linear e*d -> d, dropout. ConvModule:
 LayerNorm, pointwise conv d -> 2d, GLU, depthwise conv (kernel 31 by default, no bias: batch norm
-follows), batch norm, Swish, pointwise conv d -> d, dropout. Every sub-module's parameter layout is
-the one of the conformer EINV2's public code builds on, so parameter counts agree with it.
+follows), batch norm, Swish, pointwise conv d -> d, dropout. The parameter layout is that of the
+conformer in the public EINV2 code, so parameter counts agree with it.
 
 Relative positions (Dai et al. 2019, Transformer-XL section 3.3): the attention logit of query i and
 key j is

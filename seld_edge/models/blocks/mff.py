@@ -1,9 +1,9 @@
 """MFF-EINV2's multi-scale feature fusion (Mu et al. 2024): TF-convolution modules and the MFF module.
 
-TFCM (the TF-convolution module MFF-EINV2 takes from MTFAA-Net, Zhang et al. 2022): m blocks, block i
+TFCM (the TF-convolution module introduced in MTFAA-Net, Zhang et al. 2022): m blocks, block i
 being a 1x1 conv, BN, ReLU; a depthwise 3x3 conv dilated by 2^i in time only, BN, ReLU; a 1x1 conv;
 and a residual connection. Dilations 1, 2, ..., 2^(m-1) give multi-grained temporal context: fine for
-short events in the first blocks, coarse for long ones in the last (m = 6: 127 frames back). The time
+short events in the first blocks, coarse for long ones in the last (m = 6: 126 frames back). The time
 padding is causal (all 2 * 2^i frames before), as in MTFAA; frequency is padded by 1 on both sides.
 
 MFF module: parallel subnetworks at frequency resolutions F, F/4, F/16 (64, 128, 256 channels in the
@@ -24,7 +24,7 @@ branch a 1x1 conv + BN, then nearest upsampling in frequency; to a coarser one a
 output is ReLU(full-resolution branch) + 0.5 * its input.
 
 What the paper leaves open and we chose (reference/models.md gives the rest): the branch layout over
-the stages (the paper's figure is not in the text we have). The paper's totals decide between
+the stages, which the paper's text does not spell out. The paper's totals decide between
 readings: the rest of MFF-EINV2 holds 23.70 M parameters, which leaves 3.18 M for this module. With
 all three branches from the start and a TFCM in every branch at every stage the module would hold
 4.37 M (29.4 GMAC per 5 s clip, 85.4 for the whole model against the paper's 84); the HRNet-like
@@ -82,7 +82,7 @@ class FrequencyDownsample(nn.Sequential):
         )
 
 
-class Upsample(nn.Module):
+class UpExchange(nn.Module):
     """Exchange unit to a finer branch: 1x1 conv + BN, then each frequency bin repeated ``factor`` times."""
 
     def __init__(self, in_channels: int, out_channels: int, factor: int) -> None:
@@ -96,7 +96,7 @@ class Upsample(nn.Module):
         return y.unsqueeze(-1).expand(*y.shape, self.factor).flatten(-2)
 
 
-def downsample(in_channels: int, out_channels: int, steps: int, factor: int = 4) -> nn.Sequential:
+def down_exchange(in_channels: int, out_channels: int, steps: int, factor: int = 4) -> nn.Sequential:
     """Exchange unit to a coarser branch: ``steps`` conv (1, 7) stride (1, factor) + BN, ReLU between them.
 
     The intermediate convs keep the source's channels; the last one maps to the target's (as HRNet).
@@ -124,9 +124,9 @@ class Fusion(nn.Module):
         for j in self.targets:
             for i, width in enumerate(channels):
                 if i > j:
-                    self.units[f"{i}_to_{j}"] = Upsample(width, channels[j], factor ** (i - j))
+                    self.units[f"{i}_to_{j}"] = UpExchange(width, channels[j], factor ** (i - j))
                 elif i < j:
-                    self.units[f"{i}_to_{j}"] = downsample(width, channels[j], j - i, factor)
+                    self.units[f"{i}_to_{j}"] = down_exchange(width, channels[j], j - i, factor)
 
     def forward(self, branches: list[torch.Tensor]) -> list[torch.Tensor]:
         fused = []
