@@ -1,6 +1,7 @@
 """Losses on small hand-made cases: values worked out by hand, permutation invariance, losses by name,
 their options and weights, and the schedule that switches them."""
 
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -72,6 +73,36 @@ def test_trackwise_pit_permuted_target_gives_the_same_loss():
     assert trackwise_pit_loss(sed, doa, sed_t[:, :, order], doa_t[:, :, order]).item() == pytest.approx(loss.item())
     perfect = trackwise_pit_loss(sed_t.clamp(1e-6, 1 - 1e-6), doa_t, sed_t[:, :, order], doa_t[:, :, order])
     assert perfect.item() < 1e-4 < loss.item()
+
+
+def two_track_case(p0, p1, empty_track_doa):
+    """One frame, one class, 2 tracks: track 0 active towards +x, track 1 empty. The output's track 0
+    points to +x; its track 1 has the given direction."""
+    sed_t = torch.tensor([1.0, 0.0]).reshape(1, 1, 2, 1)
+    doa_t = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]).reshape(1, 1, 2, 3)
+    sed = torch.tensor([p0, p1]).reshape(1, 1, 2, 1)
+    doa = torch.tensor([[1.0, 0.0, 0.0], empty_track_doa]).reshape(1, 1, 2, 3)
+    return sed, doa, sed_t, doa_t
+
+
+def test_trackwise_pit_counts_the_direction_of_empty_tracks_as_ein_seld():
+    # Kept order: SED ln 2 (both tracks at 0.5), DOA = 0.6^2 / (2 tracks x 3 axes) = 0.06 from the EMPTY
+    # track (EIN-SELD does not mask it). Swapped: DOA (1 + 1 + 0.36) / 6, larger, so the kept order wins.
+    loss = trackwise_pit_loss(*two_track_case(0.5, 0.5, [0.0, 0.6, 0.0]))
+    expected = 0.5 * math.log(2) + 0.5 * 0.06
+    print(f"empty-track DOA counted: {loss.item():.6f}, by hand {expected:.6f}")
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_trackwise_pit_picks_the_order_by_the_unweighted_sum():
+    # Kept order: SED (-ln 0.5 - ln 0.4) / 2 = 0.8047, DOA 0; swapped: SED (-ln 0.5 - ln 0.6) / 2 = 0.6020,
+    # DOA (1 + 1) / 6 = 1/3. Unweighted sums 0.8047 < 0.9353: EIN-SELD keeps the order, and with
+    # sed_weight 0.9 the loss is 0.9 * 0.8047 = 0.7242, although the swapped order would weigh in at only
+    # 0.9 * 0.6020 + 0.1 / 3 = 0.5752.
+    kept_sed = (math.log(2) - math.log(0.4)) / 2
+    loss = trackwise_pit_loss(*two_track_case(0.5, 0.6, [0.0, 0.0, 0.0]), sed_weight=0.9)
+    print(f"order by unweighted sum: {loss.item():.6f}, by hand {0.9 * kept_sed:.6f}")
+    assert loss.item() == pytest.approx(0.9 * kept_sed, rel=1e-6)
 
 
 def test_masked_mse_soft_f_and_mspe_by_hand():

@@ -72,19 +72,34 @@ def trackwise_pit_loss(
     doa_target: torch.Tensor,
     sed_weight: float = 0.5,
 ) -> torch.Tensor:
-    """Frame-level permutation invariant loss over the K! track orders (EINV2): weighted BCE + MSE.
+    """Frame-level permutation invariant training over the K! track orders (EINV2's tPIT), as EIN-SELD computes it.
 
-    sed holds probabilities (after sigmoid). The DOA error only counts on active target tracks.
+    sed (B, T, K, C) holds probabilities (after sigmoid), doa (B, T, K, 3); targets as the trackwise
+    format (seld_edge.formats.trackwise) encodes them (an empty track: all-zero class and direction).
+    For each frame and track order, the SED term is the binary cross-entropy averaged over tracks and
+    classes and the DOA term the squared error averaged over tracks and x, y, z. The DOA term is not
+    masked by activity: an empty track is pulled to the zero vector. Each frame takes the order with the
+    smallest unweighted sum SED + DOA; the loss is sed_weight * mean SED + (1 - sed_weight) * mean DOA
+    of the chosen orders, means over batch and frames.
+
+    This is the loss of Jinbo-Hu/DCASE2022-TASK3 (the conformer EINV2 the MFF-EINV2 paper builds on):
+    code/methods/ein_seld/losses.py, Losses.tPIT (lines 31-74) and line 22 (loss_beta = 0.5 in
+    configs/ein_seld/seld.yaml), with the per-frame reductions of code/methods/utils/loss_utilities.py
+    lines 7-36 (MSELoss and BCEWithLogitsLoss, reduction 'PIT': mean over all dimensions after the
+    frame axis). One difference: there the SED output is a logit (ConvConformer.py line 77 leaves
+    out the sigmoid) and the loss is BCE-with-logits; here the model's sigmoid output goes through
+    BCE, the same value except where float32 saturates (binary_cross_entropy clamps log at -100).
     """
     tracks = sed.shape[2]
-    per_order = []
+    sed_terms, doa_terms = [], []
     for order in permutations(range(tracks)):
-        st, dt = sed_target[:, :, list(order)], doa_target[:, :, list(order)]
-        bce = F.binary_cross_entropy(sed, st, reduction="none").mean(dim=(2, 3))
-        active = st.amax(dim=-1, keepdim=True)
-        mse = ((doa - dt) ** 2 * active).mean(dim=(2, 3))
-        per_order.append(sed_weight * bce + (1.0 - sed_weight) * mse)
-    return torch.stack(per_order).min(dim=0).values.mean()
+        sed_terms.append(F.binary_cross_entropy(sed, sed_target[:, :, list(order)], reduction="none").mean(dim=(2, 3)))
+        doa_terms.append(F.mse_loss(doa, doa_target[:, :, list(order)], reduction="none").mean(dim=(2, 3)))
+    sed_per_order, doa_per_order = torch.stack(sed_terms), torch.stack(doa_terms)  # (K!, B, T)
+    best = (sed_per_order + doa_per_order).argmin(dim=0, keepdim=True)
+    sed_loss = sed_per_order.gather(0, best).mean()
+    doa_loss = doa_per_order.gather(0, best).mean()
+    return sed_weight * sed_loss + (1.0 - sed_weight) * doa_loss
 
 
 def masked_mse(

@@ -12,3 +12,20 @@ class ConvBNReLU(nn.Sequential):
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
         )
+
+
+class DoubleConv(nn.Sequential):
+    """Two (3x3 conv, batch norm, ReLU), the convs without bias: EINV2's encoder block (Cao et al. 2021).
+
+    The batch norm right after each conv makes a conv bias redundant, hence none; the map size is kept.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )

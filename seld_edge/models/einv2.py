@@ -1,0 +1,227 @@
+"""EINV2 (Cao et al. 2021, "An improved event independent network for SELD") and MFF-EINV2 (seed 000).
+
+Both take ``foa_logmel_iv_128`` features (B, 7, T, 128): log-mel W, Y, Z, X and the three intensity
+vectors, 24 kHz, hop 300, so 8 feature frames per 100 ms label; T must be a multiple of 8. Both give
+the ``trackwise`` output: K = 3 tracks, each with class probabilities sed (B, T/8, 3, 13) (sigmoid)
+and a direction doa (B, T/8, 3, 3) (tanh), trained with the frame-level permutation invariant loss
+over the 3! track orders (training.losses.trackwise_pit_loss, 0.5 BCE + 0.5 MSE as EIN-SELD).
+
+EINV2 ("event-independent": a track holds whatever event, not a fixed class):
+    SED branch on the 4 log-mel channels, DOA branch on all 7, each four DoubleConv blocks
+    (64, 128, 256, 512) with average pooling (2, 2), (2, 2), (2, 2), (1, 2), a cross-stitch unit
+    after each of the first three; mean over frequency; then per track and per branch 2 conformer
+    layers (d 512, 8 heads, feed-forward x4, conv kernel 31), a cross-stitch between the two
+    branches of each track, and per track a SED head 512 -> 13 and a DOA head 512 -> 3.
+    85.29 M parameters (measured: 85,288,432, the public code's count), 25.1 GMAC per 5 s clip.
+
+MFF-EINV2 (Mu, Zhang and Yue 2024, arXiv 2406.08771): a DoubleConv stem 7 -> 64 at full resolution, the MFF module
+(seld_edge.models.blocks.mff: three frequency resolutions, TFCMs with m = 6, exchange units, the 0.5
+residual), then SED and DOA branches that both start from the MFF output: DoubleConv 64 -> 128 ->
+256 -> 256, each followed by average pooling (2, 2), cross-stitches after the first two; mean over
+frequency; per track and branch 2 conformer layers (d 256, 8 heads, feed-forward 1024, kernel 31,
+relative positional encoding), a 256-channel cross-stitch per track, heads 256 -> 13 and 256 -> 3.
+The paper gives 26.88 M parameters (MFF module 3.18 M) and about 84 GMAC per 5 s clip. Measured here:
+26,838,000 parameters (-0.16 %), MFF module 3,138,816 (-1.3 %; the branch layout the paper leaves open
+is discussed in blocks/mff.py), 81.2 GMAC per 5 s clip (seld_edge.models.complexity), more than three
+times EINV2's with 68.5 % fewer parameters, as the paper says.
+
+Tiny scales, the same blocks and layout for CPU training and many streams on a small Jetson:
+- ``einv2_tiny``: conv widths 16/32/64/96 instead of 64/128/256/512, conformer width 96 with 4 heads
+  instead of 512 with 8, 1 conformer layer per track and branch instead of 2: 1,791,648 parameters,
+  1.3 GMAC per 5 s clip.
+- ``mff_einv2_tiny``: MFF branches 16/32/64 channels instead of 64/128/256 (m = 6 kept), stem to 16
+  channels, conv branches 32/64/96 instead of 128/256/256, conformer width 96 with 4 heads, 1 layer
+  per track and branch: 2,005,024 parameters, 5.7 GMAC per 5 s clip (the MFF module runs at full
+  time and frequency resolution, so it dominates the cost).
+Pooling, kernel 31, feed-forward x4, dropout and the recipe are those of the published sizes.
+
+What the papers leave open, and what we chose:
+- Conformer details (parameter layout, dropout 0.1, Swish, GLU) follow the conformer the public EINV2
+  code uses; its relative positional attention is made translation-equivariant (blocks/conformer.py).
+- The SED output is a sigmoid inside the model (the output format carries probabilities); EIN-SELD
+  keeps logits and applies BCE-with-logits, the same loss up to float rounding near 0 and 1.
+- Cross-stitches mix both branches from the unmixed inputs (blocks/cross_stitch.py); the public code
+  mixes the DOA branch from the already mixed SED branch.
+- The tracks' conformers all start from the same branch outputs (parallel tracks), as in the public
+  code.
+- Initialisation is PyTorch's default (the public code uses Kaiming for convs and heads).
+
+Recipes (model cards): the seed trains without data augmentation; AdamW 3e-4 with weight decay 0.01
+(the public EINV2 code's AdamW); EINV2 batch 32, 80 epochs (public code), MFF-EINV2 batch 6,
+100 epochs (public reimplementations). The public code's step decay (x0.1 after 65 of 80 epochs) is
+not among our schedulers; the learning rate is kept constant.
+"""
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from seld_edge.features import feature_config
+from seld_edge.formats.classes import NUM_CLASSES
+from seld_edge.models._registry import ModelCard, register_model
+from seld_edge.models.blocks.conformer import ConformerLayer
+from seld_edge.models.blocks.conv import DoubleConv
+from seld_edge.models.blocks.cross_stitch import CrossStitch
+from seld_edge.models.blocks.mff import MFF
+
+FEATURE_KIND = "foa_logmel_iv_128"
+SED_CHANNELS = 4  # the log-mel W, Y, Z, X channels come first in foa_logmel_iv_128
+FRAMES_PER_LABEL = feature_config(FEATURE_KIND).frames_per_label(10.0)  # 8: hop 300 at 24 kHz, 10 Hz labels
+
+
+class DualBranchEncoder(nn.Module):
+    """SED and DOA conv branches (DoubleConv + average pooling each), cross-stitched after every block but
+    the last; frequency averaged out at the end: two sequences (B, T / 8, widths[-1])."""
+
+    def __init__(self, sed_in: int, doa_in: int, widths: Sequence[int], pools: Sequence[Sequence[int]]) -> None:
+        super().__init__()
+        if len(widths) != len(pools):
+            raise ValueError(f"one pooling per conv block: {len(widths)} widths, {len(pools)} pools")
+        time_factor = 1
+        for pool in pools:
+            time_factor *= pool[0]
+        if time_factor != FRAMES_PER_LABEL:
+            raise ValueError(f"the time pools must divide time by {FRAMES_PER_LABEL} (to 10 Hz), not {time_factor}")
+
+        def branch(in_channels: int) -> nn.ModuleList:
+            ins = [in_channels, *widths[:-1]]
+            blocks = zip(ins, widths, pools, strict=True)
+            return nn.ModuleList(nn.Sequential(DoubleConv(i, o), nn.AvgPool2d(tuple(p))) for i, o, p in blocks)
+
+        self.sed = branch(sed_in)
+        self.doa = branch(doa_in)
+        self.stitches = nn.ModuleList(CrossStitch(w) for w in widths[:-1])
+
+    def forward(self, sed: torch.Tensor, doa: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        for i, (sed_block, doa_block) in enumerate(zip(self.sed, self.doa, strict=True)):
+            sed, doa = sed_block(sed), doa_block(doa)
+            if i < len(self.stitches):
+                sed, doa = self.stitches[i](sed, doa)
+        return sed.mean(3).transpose(1, 2), doa.mean(3).transpose(1, 2)
+
+
+class TrackDecoder(nn.Module):
+    """Per track: a conformer stack on each branch, a cross-stitch between them, a SED and a DOA head.
+
+    Input two sequences (B, T, d_model); output sed (B, T, K, classes) after sigmoid and doa
+    (B, T, K, 3) after tanh.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        heads: int,
+        ff_expansion: int,
+        conv_kernel: int,
+        layers: int,
+        dropout: float,
+        num_tracks: int,
+        num_classes: int,
+    ) -> None:
+        super().__init__()
+
+        def conformer() -> nn.Sequential:
+            return nn.Sequential(
+                *(ConformerLayer(d_model, heads, ff_expansion, conv_kernel, dropout) for _ in range(layers))
+            )
+
+        self.sed_tracks = nn.ModuleList(conformer() for _ in range(num_tracks))
+        self.doa_tracks = nn.ModuleList(conformer() for _ in range(num_tracks))
+        self.stitches = nn.ModuleList(CrossStitch(d_model, channel_dim=-1) for _ in range(num_tracks))
+        self.sed_heads = nn.ModuleList(nn.Linear(d_model, num_classes) for _ in range(num_tracks))
+        self.doa_heads = nn.ModuleList(nn.Linear(d_model, 3) for _ in range(num_tracks))
+
+    def forward(self, sed: torch.Tensor, doa: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        sed_tracks, doa_tracks = [], []
+        for k, stitch in enumerate(self.stitches):
+            s, d = stitch(self.sed_tracks[k](sed), self.doa_tracks[k](doa))
+            sed_tracks.append(self.sed_heads[k](s))
+            doa_tracks.append(self.doa_heads[k](d))
+        return torch.stack(sed_tracks, dim=2).sigmoid(), torch.stack(doa_tracks, dim=2).tanh()
+
+
+class EINV2(nn.Module):
+    """The conformer EINV2 (module docstring): 4-channel SED and 7-channel DOA conv branches, track decoder."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        num_tracks: int,
+        widths: Sequence[int],
+        pools: Sequence[Sequence[int]],
+        heads: int,
+        ff_expansion: int,
+        conv_kernel: int,
+        layers_per_track: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        in_channels = feature_config(FEATURE_KIND).out_channels
+        self.encoder = DualBranchEncoder(SED_CHANNELS, in_channels, widths, pools)
+        self.decoder = TrackDecoder(
+            widths[-1], heads, ff_expansion, conv_kernel, layers_per_track, dropout, num_tracks, num_classes
+        )
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.decoder(*self.encoder(features[:, :SED_CHANNELS], features))
+
+
+class MFFEINV2(nn.Module):
+    """MFF-EINV2 (module docstring): DoubleConv stem, MFF module, SED and DOA conv branches, track decoder."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        num_tracks: int,
+        mff_channels: Sequence[int],
+        tfcm_blocks: int,
+        widths: Sequence[int],
+        pools: Sequence[Sequence[int]],
+        heads: int,
+        ff_expansion: int,
+        conv_kernel: int,
+        layers_per_track: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        in_channels = feature_config(FEATURE_KIND).out_channels
+        self.stem = DoubleConv(in_channels, mff_channels[0])
+        self.mff = MFF(mff_channels, tfcm_blocks)
+        self.encoder = DualBranchEncoder(mff_channels[0], mff_channels[0], widths, pools)
+        self.decoder = TrackDecoder(
+            widths[-1], heads, ff_expansion, conv_kernel, layers_per_track, dropout, num_tracks, num_classes
+        )
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.mff(self.stem(features))
+        return self.decoder(*self.encoder(x, x))
+
+
+# The seed trains without augmentation; AdamW 3e-4 and weight decay 0.01 as the public EINV2 code; the
+# track-wise PIT loss, 0.5 BCE + 0.5 MSE (training.losses.trackwise_pit_loss).
+_EINV2_TRAINING = {"optimizer": "adamw", "lr": 3e-4, "weight_decay": 0.01, "scheduler": "constant",
+                   "batch_size": 32, "epochs": 80, "loss": {"trackwise_pit": {"sed_weight": 0.5}}}  # fmt: skip
+_MFF_TRAINING = {**_EINV2_TRAINING, "batch_size": 6, "epochs": 100}
+
+_CONFORMER = {"heads": 8, "ff_expansion": 4, "conv_kernel": 31, "layers_per_track": 2, "dropout": 0.1}
+_EINV2 = {"widths": (64, 128, 256, 512), "pools": ((2, 2), (2, 2), (2, 2), (1, 2)), **_CONFORMER}
+_MFF_EINV2 = {"mff_channels": (64, 128, 256), "tfcm_blocks": 6, "widths": (128, 256, 256),
+              "pools": ((2, 2), (2, 2), (2, 2)), **_CONFORMER}  # fmt: skip
+# The tiny scales (module docstring): narrower convs and conformers, one conformer layer per track and branch.
+_EINV2_TINY = {**_EINV2, "widths": (16, 32, 64, 96), "heads": 4, "layers_per_track": 1}
+_MFF_EINV2_TINY = {**_MFF_EINV2, "mff_channels": (16, 32, 64), "widths": (32, 64, 96), "heads": 4,
+                   "layers_per_track": 1}  # fmt: skip
+
+
+def _card(defaults: dict, training: dict) -> ModelCard:
+    defaults = {"num_classes": NUM_CLASSES, "num_tracks": 3, **defaults}
+    return ModelCard(
+        FEATURE_KIND, "trackwise", format_args=("num_tracks",), defaults=defaults, training=training, augment={}
+    )
+
+
+register_model("einv2", _card(_EINV2, _EINV2_TRAINING))(EINV2)
+register_model("einv2_tiny", _card(_EINV2_TINY, _EINV2_TRAINING))(EINV2)
+register_model("mff_einv2", _card(_MFF_EINV2, _MFF_TRAINING))(MFFEINV2)
+register_model("mff_einv2_tiny", _card(_MFF_EINV2_TINY, _MFF_TRAINING))(MFFEINV2)
