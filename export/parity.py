@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from runtime.pipeline import Model, clip_events, hop_labels
+from runtime.pipeline import Model, clip_events
 from seld_edge.audio import read_audio
 from seld_edge.features import compute_features
 from seld_edge.formats import Event, find_clips, read_events
 from seld_edge.formats.dataset import recordings
-from seld_edge.inference import n_label_frames
+from seld_edge.inference import hop_labels, n_label_frames
 from seld_edge.metrics import evaluate, selection_score
 from seld_edge.model_metadata import ModelMetadata
 from seld_edge.models import Systems

@@ -24,11 +24,8 @@ from seld_edge.features import features_from_file
 from seld_edge.formats import Event, write_events
 from seld_edge.formats.dataset import recordings
 from seld_edge.formats.label_rate import outputs_on_grid
-from seld_edge.inference import windowed_outputs
+from seld_edge.inference import HOP_SECONDS, hop_labels, windowed_outputs
 from seld_edge.model_metadata import ModelMetadata
-
-HOP_SECONDS = 2.5
-"""Hop between the offline windows (the window is the model's own), as in ``seld-edge predict``."""
 
 BLOCK_SECONDS = 0.1
 """Block length of ``--stream``: what a live source delivers at a time."""
@@ -78,12 +75,6 @@ def _check_writable(out_dir: Path) -> None:
         raise SeldEdgeError(f"{out_dir}: cannot write ({err.strerror or err})") from None
     os.close(handle)
     os.unlink(probe)
-
-
-def hop_labels(meta: ModelMetadata, hop_seconds: float = HOP_SECONDS) -> int:
-    """Hop between offline windows in label frames: hop_seconds, at least one frame and at most the
-    window (a longer hop would leave frames between windows without an output)."""
-    return min(max(1, round(hop_seconds * meta.label_rate_hz)), meta.window_labels)
 
 
 def clip_features(meta: ModelMetadata, files: Mapping[str, Path]) -> dict[str, np.ndarray]:

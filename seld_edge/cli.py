@@ -100,18 +100,20 @@ def bench() -> None:
 
 
 @main.command()
-def models() -> None:
-    """The model zoo: name, parameter count, feature kind, output format."""
+@click.option("--seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Clip length for MACs.")
+def models(seconds: float) -> None:
+    """The model zoo: parameters, GMACs per clip (as the runtime windows it), feature kinds, output format."""
     require("torch", "train")
-    from seld_edge.models import list_models, model_card, new_system
+    from seld_edge.models import list_models, model_card
+    from seld_edge.models.complexity import model_complexity
 
-    click.echo(f"{'name':<16}{'params':>12}  {'feature kind':<20}{'output format':<14}")
+    click.echo(f"{'name':<18}{'params':>11}  {f'GMACs/{seconds:g} s':>12}  {'feature kinds':<34}output format")
     for name in list_models():
         card = model_card(name)
-        system = new_system(name)
-        params = sum(p.numel() for p in system.parameters())
-        kinds = ",".join(i.feature_config.kind for i in system.inputs)
-        click.echo(f"{name:<16}{params / 1e6:>10.3f} M  {kinds:<20}{card.output_format:<14}")
+        cost = model_complexity(name, seconds)
+        kinds = ",".join(card.feature_kinds)
+        row = f"{name:<18}{cost.parameters / 1e6:>9.3f} M  {cost.gmacs:>12.2f}  {kinds:<34}{card.output_format}"
+        click.echo(row)
 
 
 def _register_layer_commands() -> None:

@@ -17,6 +17,14 @@ from seld_edge.postprocess import overlap_average, window_starts
 
 Network = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 BATCH_SIZE = 16
+HOP_SECONDS = 2.5
+"""Hop between offline windows (the window is the model's own): `run`, `predict` and validation."""
+
+
+def hop_labels(meta: ModelMetadata, hop_seconds: float = HOP_SECONDS) -> int:
+    """Hop between offline windows in label frames: hop_seconds, at least one frame and at most the
+    window (a longer hop would leave frames between windows without an output)."""
+    return min(max(1, round(hop_seconds * meta.label_rate_hz)), meta.window_labels)
 
 
 def tta_transforms(meta: ModelMetadata) -> tuple[FoaTransform, ...]:
@@ -44,14 +52,14 @@ def windowed_outputs(
     network: Network,
     features: Mapping[str, np.ndarray],
     meta: ModelMetadata,
-    hop_labels: int,
+    hop: int,
     tta: bool = False,
     batch_size: int = BATCH_SIZE,
 ) -> dict[str, np.ndarray]:
     """Network outputs at the model's label rate for a whole clip's features (C, T, F) by input name.
 
     Every input is zero-padded to whole label frames (and at least one window), cut into windows of
-    ``meta.window_labels`` every hop_labels label frames, and the windows' outputs are averaged where
+    ``meta.window_labels`` every hop label frames, and the windows' outputs are averaged where
     they overlap. With tta, each window also goes through every transform of :func:`tta_transforms`
     and the outputs are transformed back by the output format before averaging (M2M-AST's 16-way FOA
     rotation). Windows are run batch_size at a time, so memory does not grow with the clip beyond the
@@ -67,7 +75,7 @@ def windowed_outputs(
         array, per_label = features[model_input.name], meta.frames_per_label(model_input)
         length = max(n_labels, window) * per_label
         padded[model_input.name] = np.pad(array, ((0, 0), (0, length - array.shape[1]), (0, 0)))
-    starts = window_starts(n_labels, window, hop_labels)
+    starts = window_starts(n_labels, window, hop)
     transforms: Sequence[FoaTransform | None] = tta_transforms(meta) if tta else (None,)
     fmt = meta.format
     averaged: list[dict[str, np.ndarray]] = []
