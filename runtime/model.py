@@ -17,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
-from seld_edge.errors import SeldEdgeError
+from seld_edge.errors import SeldEdgeError, unknown_name
 from seld_edge.model_metadata import ModelMetadata
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def execution_providers(provider: str, available: Sequence[str]) -> list[str]:
     if provider == "auto":
         return [p for p in (TENSORRT, CUDA) if p in available] + [CPU]
     if provider not in PROVIDERS:
-        raise SeldEdgeError(f"unknown execution provider {provider!r} (known: {', '.join(PROVIDERS)}, auto)")
+        raise unknown_name("execution provider", provider, [*PROVIDERS, "auto"])
     if provider == "cpu":
         return [CPU]
     wanted = PROVIDERS[provider]

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from seld_edge.errors import SeldEdgeError
+from seld_edge.errors import SeldEdgeError, unknown_name
 from seld_edge.formats.dcase_csv import Event
 from seld_edge.formats.output_format import OutputFormat, class_thresholds
 from seld_edge.metrics import evaluate, selection_score
@@ -167,9 +167,9 @@ class PostProcessing:
 
         Bad values come from a user's config or a damaged file, so they are user errors.
         """
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise SeldEdgeError(f"unknown post-processing keys: {', '.join(unknown)}")
+        known = [f.name for f in fields(cls)]
+        for key in sorted(set(data) - set(known)):
+            raise unknown_name("post-processing key", key, known)
         try:
             return cls(**data)
         except (TypeError, ValueError) as err:

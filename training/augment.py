@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from seld_edge.errors import unknown_name
 from seld_edge.features import FeatureConfig, feature_config
 from seld_edge.foa_transforms import FOA_TRANSFORMS
 from seld_edge.formats.dcase_csv import Event
@@ -282,9 +283,8 @@ def _options(
 ) -> dict[str, Any]:
     """The user's options over the kind-specific defaults, with unknown option names rejected."""
     known = sorted(f.name for f in fields(cls) if f.name not in _DERIVED_FIELDS)
-    unknown = sorted(set(given) - set(known))
-    if unknown:
-        raise ValueError(f"unknown {name} options: {', '.join(unknown)}; known: {', '.join(known)}")
+    for key in sorted(set(given) - set(known)):
+        raise unknown_name(f"{name} option", key, known)
     return {**defaults, **given}
 
 
@@ -295,9 +295,8 @@ def build_augmentations(settings: Mapping[str, Any], feature_kind: str) -> Augme
     overriding the defaults, e.g. ``{"foa_rotation": True, "freq_shift": {"max_bins": 8, "p": 0.5}}``.
     Names are checked here, when the run starts, not in a DataLoader worker an epoch later.
     """
-    unknown = sorted(set(settings) - set(_BUILDERS))
-    if unknown:
-        raise ValueError(f"unknown augmentations: {', '.join(unknown)}; known: {', '.join(AUGMENTATIONS)}")
+    for key in sorted(set(settings) - set(_BUILDERS)):
+        raise unknown_name("augmentation", key, AUGMENTATIONS)
     config = feature_config(feature_kind)
     chain = []
     for name, build in _BUILDERS.items():

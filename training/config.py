@@ -189,7 +189,7 @@ def validated(config: TrainConfig) -> TrainConfig:
     model_args = resolved_config(config.model, **config.model_args)  # unknown or mistyped settings fail here
     try:
         build_augmentations(config.augment, card.feature_kind)
-    except ValueError as err:
+    except (ValueError, SeldEdgeError) as err:
         raise SeldEdgeError(f"augment: {err}") from None
     loss_schedule(card.format(model_args), config)
     PostProcessing.from_dict(config.postprocess)
