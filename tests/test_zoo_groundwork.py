@@ -284,6 +284,23 @@ def test_init_from_freeze_and_patience(foa_mic, tmp_path, capsys):
     assert "no improvement for 2 epochs (best at epoch 1)" in printed(capsys)
 
 
+def test_several_data_roots_are_mixed(foa_mic, tmp_path):
+    """Stereo-RCnet's stage 1 trains on synthetic and real data together: --data A --data B."""
+    from training.config import resolve_config
+    from training.fit import Trainer
+
+    other = tmp_path / "other"
+    generate_dataset(other, n_train=1, n_test=1, seconds=6.0, seed=9, progress=False)
+    config = resolve_config("toy_doa", [str(foa_mic), str(other)], str(tmp_path / "run"))
+    trainer = Trainer(config)
+    roots = sorted({str(c.clip.audio).split("/foa_dev/")[0] for c in trainer.train_clips})
+    assert roots == sorted([str(foa_mic), str(other)]) and len(trainer.train_clips) == 3
+    assert len(trainer.val_clips) == 2
+    result = train("toy_doa", foa_mic, tmp_path / "cli", "--data", str(other), "--epochs", "1")
+    assert result["epochs"] == 1
+    assert json.loads((tmp_path / "cli" / "config.json").read_text())["data"] == [str(foa_mic), str(other)]
+
+
 def test_a_linear_schedule_ends_at_its_end_factor():
     from training.fit import Schedule
 

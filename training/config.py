@@ -27,7 +27,7 @@ from seld_edge.models import network_card, resolved_config
 @dataclass
 class TrainConfig:
     model: str
-    data: str
+    data: str | list[str]  # one data set folder, or several whose clips are mixed (train and validation alike)
     out: str
     epochs: int = 50
     max_minutes: float | None = None
@@ -143,7 +143,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def resolve_config(
     model: str,
-    data: str,
+    data: str | list[str],
     out: str,
     file: str | Path | None = None,
     overrides: list[str] | None = None,

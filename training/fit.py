@@ -163,7 +163,9 @@ class Trainer:
         cfg = self.config
 
         def load(progress: bool) -> list[ClipData]:
-            return load_clips(cfg.data, self.feature_config, self.num_classes, cfg.cache_dir, progress=progress)
+            roots = [cfg.data] if isinstance(cfg.data, str) else cfg.data
+            config, classes = self.feature_config, self.num_classes
+            return [clip for root in roots for clip in load_clips(root, config, classes, cfg.cache_dir, progress)]
 
         if self.world > 1:  # rank 0 fills the feature cache, the others read it
             clips = load(True) if self.main else None
@@ -362,7 +364,9 @@ class Trainer:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m training.fit", description=__doc__.split("\n\n")[1])
     parser.add_argument("--model", required=True, help="registry name, e.g. seldnet")
-    parser.add_argument("--data", required=True, help="STARSS-layout data set folder")
+    parser.add_argument(
+        "--data", required=True, action="append", help="STARSS-layout data set folder (repeat to mix several)"
+    )
     parser.add_argument("--out", required=True, help="run folder (checkpoints, metrics.csv, config.json)")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--max-minutes", type=float, help="time budget; stops cleanly, epochs follow it")
@@ -376,7 +380,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     try:
-        config = resolve_config(args.model, args.data, args.out, args.config, args.overrides,
+        data = args.data[0] if len(args.data) == 1 else args.data
+        config = resolve_config(args.model, data, args.out, args.config, args.overrides,
                                 epochs=args.epochs, max_minutes=args.max_minutes, device=args.device)  # fmt: skip
         out = Path(config.out)
         if not args.resume and (out / "last.json").exists():
