@@ -24,7 +24,8 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
-# Benchmarks print ratios against a reference run in the same process, each on one core.
+# Benchmarks print ratios against a reference run in the same process: each side on one core with one
+# thread per pool (BLAS, OpenMP, PyTorch, ONNX Runtime), the sides timed in alternating rounds.
 bench: install
 	$(BIN)/seld-edge bench features
 	$(BIN)/seld-edge bench runtime
