@@ -81,17 +81,46 @@ def features(audio: Path, kind: str, out: Path) -> None:
 @main.command("eval")
 @click.option("--ref", "ref_dir", required=True, type=click.Path(path_type=Path), help="Reference CSV folder.")
 @click.option("--pred", "pred_dir", required=True, type=click.Path(path_type=Path), help="Prediction CSV folder.")
-@click.option("--metric", type=click.Choice(METRICS), default="dcase2023", show_default=True)
+@click.option("--metric", type=click.Choice(METRICS), default="dcase2023", show_default=True, help="DCASE metric.")
+@click.option("--per-class", is_flag=True, help="Also give the results of each class (not for dcase2021).")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as one JSON object.")
-def evaluate(ref_dir: Path, pred_dir: Path, metric: str, as_json: bool) -> None:
-    """Score predicted DCASE CSVs against references with the official DCASE metric definitions."""
-    from seld_edge.metrics import evaluate_dirs
+def evaluate(ref_dir: Path, pred_dir: Path, metric: str, per_class: bool, as_json: bool) -> None:
+    """Score predicted DCASE CSVs against references with the official DCASE metric definitions.
 
-    scores = evaluate_dirs(ref_dir, pred_dir, metric=metric)
+    Warnings (missing predictions, predictions or a metric of another data form) and notes go to stderr;
+    they never change a score. --per-class prints each class's results as the DCASE baselines do (in
+    --json under "per_class"); the overall scores are their official averages.
+    """
+    from seld_edge.formats import STARSS23_CLASSES
+    from seld_edge.metrics import evaluation_report
+
+    if per_class and metric == "dcase2021":
+        raise SeldEdgeError("--per-class: dcase2021 averages over events (micro), it has no per-class results")
+    report = evaluation_report(ref_dir, pred_dir, metric=metric)
+    for line in report.warnings:
+        click.echo(f"warning: {line}", err=True)
+    for line in report.notes:
+        click.echo(f"note: {line}", err=True)
+    table = report.per_class if per_class else None
     if as_json:
-        click.echo(json.dumps({k: (None if math.isnan(v) else v) for k, v in scores.items()}))
-    else:
-        click.echo("  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+        result: dict[str, Any] = {k: _json_number(v) for k, v in report.scores.items()}
+        if table is not None:
+            result["per_class"] = [
+                {"class": i, "name": STARSS23_CLASSES[i], **{k: _json_number(v[i]) for k, v in table.items()}}
+                for i in range(len(STARSS23_CLASSES))
+            ]
+        click.echo(json.dumps(result))
+        return
+    if table is not None:
+        click.echo(f"{'class':<24}" + "".join(f"{k:>9}" for k in table))
+        for i, name in enumerate(STARSS23_CLASSES):
+            click.echo(f"{i:>2} {name:<21}" + "".join(f"{v[i]:>9.4f}" for v in table.values()).replace("nan", "  -"))
+    click.echo("  ".join(f"{k} {v:.4f}" for k, v in report.scores.items()))
+
+
+def _json_number(value: float) -> float | None:
+    """JSON has no NaN: an undefined score (nothing matched) is null."""
+    return None if math.isnan(value) else float(value)
 
 
 @main.group()

@@ -108,7 +108,7 @@ def test_predict_then_eval_on_the_held_out_split(data, tmp_path, cli):
     result = cli.invoke(
         cli_main, ["eval", "--ref", str(data / "metadata_dev"), "--pred", str(tmp_path / "pred"), "--json"]
     )
-    assert result.exit_code == 0 and set(json.loads(result.output)) == {"ER", "F", "LE", "LR", "SELD"}
+    assert result.exit_code == 0 and set(json.loads(result.stdout)) == {"ER", "F", "LE", "LR", "SELD"}
     result = cli.invoke(cli_main, ["predict", str(tmp_path), str(audio), "-o", str(tmp_path / "p2")])
     assert result.exit_code == 2 and "not a seld-edge checkpoint" in result.output and not (tmp_path / "p2").exists()
 

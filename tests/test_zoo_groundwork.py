@@ -166,7 +166,7 @@ def test_a_stereo_distance_model_trains_and_writes_the_2025_form(stereo, tmp_pat
         assert -90.0 <= event.azimuth <= 90.0 and event.distance is not None
     done = cli.invoke(cli_main, ["eval", "--ref", str(stereo / "metadata_dev"), "--pred", str(out),
                                  "--metric", "dcase2025", "--json"])  # fmt: skip
-    assert done.exit_code == 0 and set(json.loads(done.output)) == {"F", "AE", "DE", "RDE"}
+    assert done.exit_code == 0 and set(json.loads(done.stdout)) == {"F", "AE", "DE", "RDE"}
 
 
 # --------------------------------------------------------------------------------------------------
