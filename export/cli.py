@@ -11,17 +11,19 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from export.trt_build import EngineOptions  # torch-free, like everything imported here at module level
 from seld_edge.errors import SeldEdgeError, require
 from seld_edge.metrics import METRICS
 
 if TYPE_CHECKING:
-    from export.trt_build import EngineOptions
     from seld_edge.model_metadata import ModelMetadata
 
 
 @click.command("export")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The .onnx file."
+)
 @click.option("--opset", type=click.IntRange(18, 20), default=18, show_default=True, help="ONNX opset (18-20).")
 @click.option(
     "--strict",
@@ -32,9 +34,9 @@ if TYPE_CHECKING:
     "--scan",
     type=click.Choice(["onnx", "plugin"]),
     default=None,
+    show_default="plugin with --trt, onnx otherwise",
     help="Mamba selective scans as standard ONNX ops (ONNX Runtime, TensorRT) or as one SelectiveScan "
-    "node each for the TensorRT plugin (export/plugins/selective_scan/README.md). Default: plugin with --trt, "
-    "onnx otherwise.",
+    "node each for the TensorRT plugin (export/plugins/selective_scan/README.md).",
 )
 @click.option(
     "--trt", is_flag=True, help="Also build a TensorRT engine (MODEL.engine), or build_engine.sh without TensorRT."
@@ -42,14 +44,17 @@ if TYPE_CHECKING:
 @click.option("--fp16", is_flag=True, help="--trt: allow FP16 kernels.")
 @click.option("--int8", is_flag=True, help="--trt: INT8 with entropy calibration (needs --calib).")
 @click.option("--calib", type=click.Path(file_okay=False, path_type=Path), help="--int8: audio folder to calibrate on.")
-@click.option("--workspace", type=float, help="--trt: builder workspace in GB [default: 2].")
+@click.option(
+    "--workspace", type=float, show_default=f"{EngineOptions.workspace_gb:g}", help="--trt: builder workspace in GB."
+)
 @click.option(
     "--min-seconds",
     type=float,
     default=None,
-    help="Shortest clip the model accepts [ONNX: 1 s; engine: one label frame, for streaming].",
+    show_default="ONNX: 1 s; engine: one label frame, for streaming",
+    help="Shortest clip the model accepts.",
 )
-@click.option("--opt-seconds", type=float, help="--trt: clip length to tune for (default: the model's window).")
+@click.option("--opt-seconds", type=float, show_default="the model's window", help="--trt: clip length to tune for.")
 @click.option("--max-seconds", type=float, default=60.0, show_default=True, help="Longest clip the model accepts.")
 @click.option(
     "--plugin", type=click.Path(dir_okay=False, path_type=Path), help="--trt: the SelectiveScan plugin library."
@@ -89,7 +94,6 @@ def export_command(
     for module in ("torch", "onnx", "onnxscript"):
         require(module, "export")
     from export.onnx_export import Exporter, ExportOptions, ExportResult
-    from export.trt_build import EngineOptions
 
     engine_options = None
     if trt:  # checked before the slow export
@@ -106,7 +110,7 @@ def export_command(
         _engine(out, exporter.metadata(), engine_options)
 
 
-def _engine(onnx_path: Path, meta: "ModelMetadata", options: "EngineOptions") -> None:
+def _engine(onnx_path: Path, meta: "ModelMetadata", options: EngineOptions) -> None:
     """The --trt step: the engine where tensorrt imports, otherwise build_engine.sh and one line saying so."""
     from export.trt_build import build_engine, plugin_nodes, resolve_plugin, tensorrt_available, write_build_script
 
@@ -126,7 +130,9 @@ def _engine(onnx_path: Path, meta: "ModelMetadata", options: "EngineOptions") ->
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Data set: also compare end to end.")
-@click.option("--metric", type=click.Choice(METRICS), default="dcase2023", show_default=True)
+@click.option(
+    "--metric", type=click.Choice(METRICS), default="dcase2023", show_default=True, help="DCASE metric (--data)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 def parity(checkpoint: Path, model: Path, data: Path | None, metric: str, as_json: bool) -> None:
     """PyTorch (CHECKPOINT) against the runtime (MODEL) on the same audio: errors per output.
@@ -181,7 +187,7 @@ def _print_parity(report: dict[str, Any], model: str, clips: int, metric: str) -
 
 
 @click.command("scan")
-@click.option("--length", type=click.IntRange(min=1), default=None, help="Scan length L (default: a 5 s first stage).")
+@click.option("--length", type=click.IntRange(min=1), show_default="a 5 s first stage", help="Scan length L.")
 @click.option("--no-model", is_flag=True, help="Skip exporting and timing the whole FFMamba (about a minute).")
 def bench_scan_command(length: int | None, no_model: bool) -> None:
     """Selective scan and FFMamba on one core: chunked vs sequential, ONNX flavour, 5 s clip latency."""

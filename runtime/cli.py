@@ -14,7 +14,10 @@ import click
 @click.command("run")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("audio", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder: one CSV per clip.",
+)  # fmt: skip
 @click.option("--stream", is_flag=True, help="Feed the audio in blocks as a live source would; print events live.")
 @click.option("--block-ms", type=click.IntRange(min=1), default=100, show_default=True, help="Block length (--stream).")
 @click.option(
@@ -60,12 +63,13 @@ def run_command(
     from runtime.stream import LatencyStats
     from seld_edge.errors import SeldEdgeError
     from seld_edge.formats.label_rate import DCASE_LABEL_RATE_HZ
+    from seld_edge.text import plural
 
     loaded = load_model(model, provider=provider, threads=threads)
     meta = loaded.metadata
     if not stream:
         written = run_files(loaded, audio, out_dir)
-        click.echo(f"wrote {len(written)} CSV files to {out_dir}")
+        click.echo(f"wrote {plural(len(written), 'CSV file')} to {out_dir}")
         return
     if loaded.fixed_frames is not None:
         raise SeldEdgeError(
@@ -84,7 +88,7 @@ def run_command(
                 f"azimuth {e.azimuth:6.1f}  elevation {e.elevation:5.1f}"
             )
     click.echo(f"per-block latency ({block_ms} ms blocks): {stats.format()}")
-    click.echo(f"wrote {len(files)} CSV files to {out_dir}")
+    click.echo(f"wrote {plural(len(files), 'CSV file')} to {out_dir}")
 
 
 def register(main: click.Group) -> None:

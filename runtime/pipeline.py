@@ -101,17 +101,23 @@ def clip_events(
 
 
 def run_files(
-    model: Model, source: str | Path, out_dir: str | Path, progress: bool = True, tta: bool = False
+    model: Model,
+    source: str | Path,
+    out_dir: str | Path,
+    progress: bool = True,
+    tta: bool = False,
+    label: str = "run",
 ) -> list[Path]:
     """Offline: one DCASE CSV per clip of source (a file or a folder, searched recursively).
 
-    Any Model runs here: ONNX Runtime for `seld-edge run`, PyTorch for `seld-edge predict`.
+    Any Model runs here: ONNX Runtime for `seld-edge run`, PyTorch for `seld-edge predict`; ``label``
+    names the progress bar after the command.
     """
     meta = model.metadata
     jobs = plan(source, out_dir, meta)
     results = [
         (target, clip_events(model, clip_features(meta, files), tta))
-        for files, target in tqdm(jobs, desc="clips", unit="file", disable=not progress)
+        for files, target in tqdm(jobs, desc=label, unit="clip", disable=not progress)
     ]
     for target, events in results:
         write_events(target, events, form=meta.format.csv_form)

@@ -16,6 +16,7 @@ from seld_edge.errors import USER_ERROR_EXIT_CODE, SeldEdgeError, require
 from seld_edge.features import FEATURE_KINDS
 from seld_edge.metrics import METRICS
 from seld_edge.plot_cli import plot_command
+from seld_edge.text import plural
 
 
 class _Group(click.Group):
@@ -36,7 +37,10 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("out_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "-o", "--output", "output", type=click.Path(file_okay=False, path_type=Path), help="Output folder (or OUT_DIR)."
+)
 @click.option(
     "--format",
     "fmt",
@@ -47,24 +51,40 @@ def main() -> None:
 @click.option("--train", "n_train", type=click.IntRange(min=0), default=24, show_default=True, help="Training scenes.")
 @click.option("--test", "n_test", type=click.IntRange(min=0), default=8, show_default=True, help="Held-out scenes.")
 @click.option("--seconds", type=click.FloatRange(min=1.0), default=30.0, show_default=True, help="Scene length.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the scenes.")
 @click.option("--no-reflections", is_flag=True, help="Leave out the early reflections.")
-def synth(out_dir: Path, fmt: str, n_train: int, n_test: int, seconds: float, seed: int, no_reflections: bool) -> None:
-    """Write a synthetic STARSS23-layout data set (audio + DCASE metadata) to OUT_DIR."""
+def synth(
+    out_dir: Path | None,
+    output: Path | None,
+    fmt: str,
+    n_train: int,
+    n_test: int,
+    seconds: float,
+    seed: int,
+    no_reflections: bool,
+) -> None:
+    """Write a synthetic STARSS23-layout data set (audio + DCASE metadata) to OUT_DIR (or -o DIR)."""
     from seld_edge.synth import generate_dataset
     from seld_edge.synth.dataset import parse_formats
 
+    if (out_dir is None) == (output is None):
+        raise click.UsageError("give the output folder once: OUT_DIR or -o/--output")
+    out_dir = out_dir or output
     formats = parse_formats(fmt)
     paths = generate_dataset(
         out_dir, fmt=formats, n_train=n_train, n_test=n_test, seconds=seconds, seed=seed, reflections=not no_reflections
     )
-    click.echo(f"wrote {len(paths) // len(formats)} scenes ({', '.join(formats)}) to {out_dir}")
+    click.echo(f"wrote {plural(len(paths) // len(formats), 'scene')} ({', '.join(formats)}) to {out_dir}")
 
 
 @main.command()
 @click.argument("audio", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--kind", required=True, help=f"Feature kind: {', '.join(FEATURE_KINDS)}.")
-@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--kind", type=click.Choice(FEATURE_KINDS), default="foa_logmel_iv", show_default=True, help="Feature kind."
+)
+@click.option(
+    "-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The .npy file."
+)
 def features(audio: Path, kind: str, out: Path) -> None:
     """Compute features of AUDIO and save them as a (C, T, F) float32 .npy file."""
     from seld_edge.features import feature_config, features_from_file
