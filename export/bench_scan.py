@@ -9,6 +9,7 @@
    audio to events, against real time and against PyTorch eager.
 """
 
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -143,7 +144,8 @@ def _bench_ffmamba() -> Iterator[str]:
         stem = Path(tmp) / "ffmamba"
         save_checkpoint(stem, system, {"class_names": names})
         start = time.perf_counter()
-        result = Exporter(stem.with_suffix(".json"), log=lambda _: None)("onnx", stem.with_suffix(".onnx"))
+        exporter = Exporter(stem.with_suffix(".json"), log=lambda line: print(f"ffmamba {line}", file=sys.stderr))
+        result = exporter("onnx", stem.with_suffix(".onnx"))
         yield (
             f"ffmamba (random weights): exported in {time.perf_counter() - start:.0f} s, "
             f"{result.size_bytes / 1e6:.1f} MB, {sum(p.numel() for p in system.parameters()) / 1e6:.2f} M parameters"

@@ -260,7 +260,7 @@ def export_run_and_compare(name: str, tmp_path: Path, data: Path | None) -> None
     args = ["parity", str(checkpoint), str(model), "--json"] + (["--data", str(data)] if data else [])
     done = cli.invoke(main, args)
     assert done.exit_code == 0, done.output
-    report = json.loads(done.output)
+    report = json.loads(done.stdout)
     size = model.stat().st_size / 1e6
     print(f"{name}: export {export_s:.1f} s, {size:.1f} MB, parity max abs {report['max_abs_error']:.2e}")
     assert report["max_abs_error"] <= 1e-4

@@ -34,7 +34,7 @@ def test_every_model_matches_pytorch_on_a_generated_scene(name, exports, cli):
     _, _, run, model, _ = exports[name]
     result = cli.invoke(main, ["parity", str(run), str(model), "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     print(f"{name}: max abs {report['max_abs_error']:.2e}, p99 {report['p99_abs_error']:.2e}, "
           f"features {report['feature_max_abs_error']:.2e}")  # fmt: skip
     assert set(report) >= {"max_abs_error", "p99_abs_error", "max_rel_error", "feature_max_abs_error", "delta_seld",
@@ -50,7 +50,7 @@ def test_shipped_model_end_to_end_on_generated_data(tmp_path, cli):
     args = [str(ASSETS / "seldnet_synth"), str(ASSETS / "seldnet_synth.onnx"), "--data", str(data)]
     result = cli.invoke(main, ["parity", *args, "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     seld = report["scores_runtime"]["SELD"]
     print(f"shipped seldnet: max abs {report['max_abs_error']:.2e}, |delta SELD| {report['delta_seld']:.2e}, "
           f"{report['differing_detections']} differing detections, SELD {seld:.3f}")  # fmt: skip

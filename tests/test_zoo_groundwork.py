@@ -115,7 +115,7 @@ def test_a_5_hz_model_trains_exports_and_runs_on_the_100_ms_grid(foa_mic, tmp_pa
         assert not frames or max(frames) < 74, "frames on the 100 ms grid of a 7.3 s clip (37 model frames)"
     report = cli.invoke(cli_main, ["parity", str(run), str(model), "--data", str(foa_mic), "--json"])
     assert report.exit_code == 0, report.output
-    parsed = json.loads(report.output)
+    parsed = json.loads(report.stdout)
     print(f"toy 5 Hz parity: max abs {parsed['max_abs_error']:.2e}, |delta SELD| {parsed['delta_seld']:.2e}")
     assert parsed["max_abs_error"] <= 1e-4 and parsed["delta_seld"] <= 1e-3
 
@@ -215,7 +215,7 @@ def test_a_two_network_model_is_trained_composed_exported_and_run_on_two_recordi
 
     report = cli.invoke(cli_main, ["parity", str(composite), str(model), "--data", str(foa_mic), "--json"])
     assert report.exit_code == 0, report.output
-    parsed = json.loads(report.output)
+    parsed = json.loads(report.stdout)
     print(f"toy composite parity: max abs {parsed['max_abs_error']:.2e}, |delta SELD| {parsed['delta_seld']:.2e}")
     assert parsed["max_abs_error"] <= 1e-4 and parsed["delta_seld"] <= 1e-3
 
