@@ -17,7 +17,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from runtime.stream import LabelFrame, LatencyStats, StreamingSeld
+from runtime.stream import LabelFrame, LatencyStats, stream_blocks
 from seld_edge.audio import check_audio_file
 from seld_edge.errors import SeldEdgeError
 from seld_edge.features import features_from_file
@@ -137,13 +137,11 @@ def stream_file(
     lookahead is in label frames (see :class:`runtime.stream.StreamingSeld`).
     """
     config = model.metadata.feature_config
-    stream = StreamingSeld(model.metadata, model, lookahead, stats)
     blocksize = max(1, round(block_seconds * config.sample_rate))
     try:
         with sf.SoundFile(str(path)) as audio:
-            for block in audio.blocks(blocksize, dtype="float32", always_2d=True):
-                yield from stream.push(block.T)
-        yield from stream.finish()
+            blocks = (block.T for block in audio.blocks(blocksize, dtype="float32", always_2d=True))
+            yield from stream_blocks(model.metadata, model, blocks, lookahead, stats)
     except SeldEdgeError as err:
         raise SeldEdgeError(f"{path}: {err}") from None
     except sf.LibsndfileError as err:

@@ -1,9 +1,10 @@
 """Streaming SELD: audio blocks in, one label frame of events out as soon as it can be computed.
 
 The core, :class:`StreamingSeld`, is fed numpy blocks (channels, samples) by whoever owns the
-audio: ``seld-edge run --stream`` reads a file in 100 ms blocks (runtime.pipeline), a live capture
-callback would push what the sound card delivers. It holds constant memory whatever the stream
-length: a bounded audio buffer, the model's window of feature frames and median_size label outputs.
+audio (:func:`stream_blocks` runs any iterable of blocks through it): ``seld-edge run --stream`` reads
+a file in 100 ms blocks (runtime.pipeline), a live run reads a pipe or a sound card (runtime.live).
+It holds constant memory whatever the stream length: a bounded audio buffer, the model's window of
+feature frames and median_size label outputs.
 
 How each block is processed:
 
@@ -43,6 +44,7 @@ Where streaming and offline (`seld-edge run` without --stream) differ, by design
 
 import time
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -334,3 +336,18 @@ class StreamingSeld:
         events = self._decoder.to_events(row, self._format, self.metadata.num_classes)
         self._emitted += 1
         return LabelFrame(index, tuple(replace(e, frame=index) for e in events))
+
+
+def stream_blocks(
+    metadata: ModelMetadata,
+    network: Network,
+    blocks: Iterable[np.ndarray],
+    lookahead: int = 0,
+    stats: LatencyStats | None = None,
+) -> Iterator[LabelFrame]:
+    """Every label frame of a stream of (in_channels, n) float32 blocks, each yielded as soon as it is
+    decided; the end of ``blocks`` is the end of the stream (:meth:`StreamingSeld.finish`)."""
+    stream = StreamingSeld(metadata, network, lookahead, stats)
+    for block in blocks:
+        yield from stream.push(block)
+    yield from stream.finish()
