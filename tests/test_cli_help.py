@@ -3,6 +3,7 @@ command's --help shows defaults one way, names its output -o/--output, and says 
 
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -111,3 +112,11 @@ def test_one_csv_file_is_singular_and_predict_labels_its_own_progress(cli, tmp_p
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == f"wrote 1 CSV file to {tmp_path / 'pred'}"
     assert "predict: 100%" in result.stderr and "run:" not in result.stderr
+
+
+def test_the_install_is_quiet_about_the_license():
+    """setuptools (>= 77) warns on every install about a TOML-table license; the SPDX string form is quiet."""
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "Apache-2.0"
+    assert "setuptools>=77" in project["build-system"]["requires"]
