@@ -26,32 +26,35 @@ and AugMix; stage 2 fine-tunes on real data at 2e-5 until validation has not imp
 ``tune_thresholds``).
 
 What the paper leaves open, and what we chose:
-- Sizes. No width, depth or parameter count is published. DCASE 2025 ResNet-Conformer systems are in
-  the range of a few million parameters: the task's baseline CRNN has 0.73 M, and a public DCASE 2025
-  ResNet-Conformer (a frequency-pooling ResNet-18 at widths 24-192 before a 256-wide, 8-layer conformer)
-  has its backbone at about 1.5 M. ``stereo_rcnet`` takes that backbone: 4 stages of 2 blocks at widths
-  24, 48, 96, 192 (64 mel bins to 4), and 4 conformer layers of width 192 with 4 heads, feed-forward x4,
-  kernel 31: 5.25 M parameters, 11.3 GMAC per 5 s clip (the backbone, run at full time resolution on
-  both channels, is 90 % of it). ``stereo_rcnet_tiny``: widths 16, 32, 64, 128 with one block per
-  stage, 2 conformer layers of width 128: 1.03 M parameters, 1.0 GMAC per 5 s clip.
+- Sizes. No width, depth or parameter count is published. For scale: the task's audio baseline (a
+  CRNN) has 0.73 M parameters; a public DCASE 2025 ResNet-Conformer has a frequency-pooling ResNet-18 at
+  widths 24-192 (about 1.6 M by our count of its layout) before 8 conformer layers of width 256 (about
+  12.6 M). ``stereo_rcnet`` takes that backbone layout, 4 stages of 2 blocks at widths 24, 48, 96, 192
+  (64 mel bins to 4), and a shorter, narrower stack, 4 conformer layers of width 192 with 4 heads,
+  feed-forward x4, kernel 31, for a few million parameters in all: 5,453,919 (backbone 1.67 M, conformer
+  3.59 M), 10.4 GMAC per 5 s clip, of which the backbone, run at full time resolution on both channels,
+  takes 9.2 G. ``stereo_rcnet_tiny``: widths 16, 32, 64, 96 with one block per stage, 2 conformer layers
+  of width 128: 1,104,007 parameters, 1.75 GMAC per 5 s clip. (torch.utils.flop_counter, MACs = FLOPs / 2;
+  tests/test_stereo_rcnet.py prints both.)
 - MCSA sits on each residual branch before the sum, as SE-ResNet places its attention (the figure that
   shows it is not reproduced in the text); MS-CAM reduction 4, Dai et al.'s default.
 - The fusion's MS-CAM sees L + R, as in AFF (the paper does not say); eq. 1's weights are taken as
   printed (blocks/stereo_fusion.py says what that implies).
 - The embedding is one linear layer from the fused map's channels x frequency bins (192 x 4) per frame
   to the conformer width.
-- The conformer keeps its relative positional self-attention (Transformer-XL style). The paper's
-  conformer is Gulati et al.'s, whose self-attention has exactly this relative encoding, and the T-Encoding
-  of eq. 2 is added after the embedding as the paper says: absolute time on top of relative attention.
-  The absolute encoding sees the positions of one window only: the runtime runs long clips in windows
-  of the training chunk, so no position past those trained on ever reaches it.
+- The conformer keeps its relative positional self-attention (blocks/conformer.py). The paper's conformer
+  is Gulati et al.'s, whose self-attention has this relative encoding (Transformer-XL's), and the
+  T-Encoding of eq. 2 is added after the embedding as the paper says: absolute time on top of relative
+  attention. The absolute encoding sees the positions of one window only: the runtime runs long clips in
+  windows of the training chunk, so no position past those trained on ever reaches it.
 - T-Pooling is the mean of each 5 frames (blocks/pooling.py), after the conformer, which therefore runs at
   the 20 ms frame rate.
 - Output activations: tanh on x and y (ACCDOA vectors, norm <= sqrt 2 before the activity threshold);
-  softplus on the distance. Distances are positive; ReLU would also be, but MSPE only reaches active
-  classes, so a distance unit whose input turns negative under ReLU gets no gradient from any frame and
-  stays at 0 m for good. Softplus is never flat, and its 0.69 m at zero input is a small start for the
-  1-5 m of the data. The 2025 baseline has no output activation at all.
+  softplus on the distance. Both keep distances positive, but ReLU passes no gradient where its input
+  is negative, and MSPE reaches a class's distance only on its active frames: a class whose distance
+  input has gone negative on them answers 0 m and never learns again. Softplus is never flat, and its
+  0.69 m at zero input is a small start for the 1-5 m of the data. The 2025 baseline has no output
+  activation at all.
 - Dropout 0.1 inside the conformer (its usual value); none in the backbone, the paper gives none.
 - Batch size 64: the paper gives none; a public DCASE 2025 ResNet-Conformer trains at 64 with Adam (the
   audio baseline at 256 with a ten times larger learning rate). Learning rate constant: the paper
@@ -60,7 +63,8 @@ What the paper leaves open, and what we chose:
 
 Departures from the paper: none in the network. The paper trains on 90,000 5 s clips cut from the DCASE
 2024 FOA synthetic set and converted to stereo: ``seld-edge convert stereo`` does that conversion for any
-FOA data set in the STARSS layout.
+FOA data set in the STARSS layout, in consecutive clips (90,000 clips from 20 hours overlap some six
+times; a longer ``--clip-seconds`` with training's overlapping chunks gives the same variety).
 """
 
 from collections.abc import Sequence
