@@ -89,6 +89,7 @@ def test_clip_length_that_does_or_does_not_divide_the_recording(
     foa, tmp_path, cli, clip_seconds, per_file, tail_seconds
 ):
     dst = tmp_path / "out"
+    dst.mkdir()  # an empty DST folder is taken (the first test's did not exist)
     result = cli.invoke(main, ["convert", "stereo", str(foa), str(dst), "--clip-seconds", str(clip_seconds)])
     assert result.exit_code == 0, result.output
     assert (
