@@ -77,6 +77,27 @@ def synth(
     click.echo(f"wrote {plural(len(paths) // len(formats), 'scene')} ({', '.join(formats)}) to {out_dir}")
 
 
+@main.group()
+def convert() -> None:
+    """Convert a data set to another recording format."""
+
+
+@convert.command("stereo")
+@click.argument("src_root", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("dst_root", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--clip-seconds", type=float, default=5.0, show_default=True, help="Clip length, a multiple of 0.1 s.")
+def convert_stereo(src_root: Path, dst_root: Path, clip_seconds: float) -> None:
+    """FOA data set in the STARSS layout (SRC_ROOT/foa_dev, metadata_dev) -> DCASE 2025 stereo clips in DST_ROOT:
+    L = W + Y, R = W - Y, azimuth folded to [-90, 90], distance in cm, the 2025 header row."""
+    from seld_edge.convert import convert_to_stereo
+
+    done = convert_to_stereo(src_root, dst_root, clip_seconds)
+    click.echo(
+        f"wrote {done.clips} stereo clips of {clip_seconds:g} s from {done.recordings} FOA recordings to {dst_root}"
+        f" ({done.dropped_seconds:.1f} s of tails shorter than a clip left out)"
+    )
+
+
 @main.command()
 @click.argument("audio", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
