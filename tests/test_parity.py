@@ -59,7 +59,7 @@ def test_every_model_writes_the_same_events_through_run_and_predict(name, export
     _, _, run, model, _ = exports[name]
     result = cli.invoke(main, ["parity", str(run), str(model), "--data", str(scene), "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     audio = scene / "foa_dev"
     for command, source, out in (("run", model, "rt"), ("predict", run, "pt")):
         done = cli.invoke(main, [command, str(source), str(audio), "-o", str(tmp_path / out)])
