@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from export.trt_build import EngineOptions  # torch-free, like everything imported here at module level
-from seld_edge.errors import SeldEdgeError, require
+from seld_edge.errors import SeldEdgeError, require, unknown_name
 from seld_edge.metrics import METRICS
 
 if TYPE_CHECKING:
@@ -198,6 +198,58 @@ def bench_scan_command(length: int | None, no_model: bool) -> None:
         click.echo(line)
 
 
+@click.command("zoo")
+@click.option("--models", "names", multiple=True, help="Models to include (repeat, or comma-separated) [default: all].")
+@click.option("--seconds", type=click.FloatRange(min=1.0), default=5.0, show_default=True, help="Clip length.")
+@click.option(
+    "-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("bench_zoo"),
+    show_default=True, help="Folder for zoo.csv, zoo.md, zoo.json and zoo.png.",
+)  # fmt: skip
+@click.option("--checkpoint", "checkpoints", multiple=True, metavar="NAME=CHECKPOINT",
+              help="A trained checkpoint or run folder for a model (default: random weights).")  # fmt: skip
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Score each model on this data set.")
+@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True, help="Timed rounds per model.")
+@click.option(
+    "--exported", type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Time the runtime only, on every .onnx/.engine in this folder (no torch needed: a Jetson's view).",
+)  # fmt: skip
+def bench_zoo_command(
+    names: tuple[str, ...],
+    seconds: float,
+    out_dir: Path,
+    checkpoints: tuple[str, ...],
+    data: Path | None,
+    rounds: int,
+    exported: Path | None,
+) -> None:
+    """Every model of the zoo: size, GMACs, export, eager and runtime latency, memory, parity, ideal device time."""
+    from export.bench_zoo import bench_exported, bench_zoo, bench_zoo_lines, write_reports
+
+    if exported is not None:
+        rows = bench_exported(exported, seconds, rounds)
+        write_reports(rows, seconds, out_dir)
+        for line in bench_zoo_lines(rows, seconds):
+            click.echo(line)
+        return
+    require("torch", "train")
+    from seld_edge.models import list_models
+
+    wanted = [n for name in names for n in name.split(",") if n] or None
+    for name in wanted or []:
+        if name not in list_models():
+            raise unknown_name("model", name, list_models())
+    given = {}
+    for item in checkpoints:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise SeldEdgeError(f"--checkpoint {item!r} is not NAME=CHECKPOINT")
+        given[name] = Path(path)
+    rows = bench_zoo(wanted, seconds, out_dir, given, data, rounds, log=lambda line: click.echo(line, err=True))
+    for line in bench_zoo_lines(rows, seconds):
+        click.echo(line)
+    click.echo(f"wrote zoo.csv, zoo.md, zoo.json and zoo.png to {out_dir}")
+
+
 def register(main: click.Group) -> None:
     """The export layer's commands (entry point ``seld_edge.commands``: export)."""
     main.add_command(export_command)
@@ -205,3 +257,4 @@ def register(main: click.Group) -> None:
     bench = main.commands["bench"]
     assert isinstance(bench, click.Group)
     bench.add_command(bench_scan_command)
+    bench.add_command(bench_zoo_command)

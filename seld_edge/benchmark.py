@@ -20,8 +20,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 
-def time_calls_in_turns(fns: dict[str, Callable[[], object]], rounds: int = 15, warmup: int = 2) -> dict[str, float]:
-    """Median wall time of each fn() in seconds, timed one after another round by round.
+def timings_in_turns(fns: dict[str, Callable[[], object]], rounds: int = 15, warmup: int = 2) -> dict[str, list[float]]:
+    """Wall times of each fn() in seconds, one per round, timed one after another round by round.
 
     For ratios between calls: a busy spell of a shared machine then slows every call alike instead of
     only the one timed during it (timed apart, one run in five of ``seld-edge bench scan`` put the
@@ -36,7 +36,12 @@ def time_calls_in_turns(fns: dict[str, Callable[[], object]], rounds: int = 15, 
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    return {name: float(np.median(t)) for name, t in times.items()}
+    return times
+
+
+def time_calls_in_turns(fns: dict[str, Callable[[], object]], rounds: int = 15, warmup: int = 2) -> dict[str, float]:
+    """Median wall time of each fn() in seconds, timed in turns (:func:`timings_in_turns`)."""
+    return {name: float(np.median(t)) for name, t in timings_in_turns(fns, rounds, warmup).items()}
 
 
 @contextlib.contextmanager

@@ -29,13 +29,18 @@ DEFAULT_WINDOW_SECONDS = 5.0  # TrainConfig.chunk_seconds, for a card that does 
 
 @dataclass(frozen=True)
 class Complexity:
-    """Parameters and MACs of one model for one clip length."""
+    """Parameters, MACs and activation sizes of one model for one clip length (the runtime's windows).
+
+    activations: elements written by the model's leaf modules (every layer's output) over all windows,
+    the traffic a device must at least write once; a lower bound for memory-bound time.
+    """
 
     name: str
     parameters: int
     macs: int
     seconds: float
     windows: int
+    activations: int
 
     @property
     def gmacs(self) -> float:
@@ -44,6 +49,26 @@ class Complexity:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def count_activations(model: nn.Module, *inputs: torch.Tensor) -> int:
+    """Elements of every leaf module's output in one forward pass (eval mode, no gradients)."""
+    total = 0
+
+    def count(_: nn.Module, __: object, output: object) -> None:
+        nonlocal total
+        tensors = output if isinstance(output, tuple | list) else (output,)
+        total += sum(t.numel() for t in tensors if isinstance(t, torch.Tensor))
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(count) for m in leaves]
+    try:
+        with torch.no_grad():
+            model.eval()(*inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total
 
 
 def count_macs(model: nn.Module, *inputs: torch.Tensor) -> int:
@@ -79,9 +104,10 @@ def model_complexity(name: str, seconds: float = 5.0) -> Complexity:
             for i in meta.inputs
         ]
         macs_per_window = count_macs(system, *inputs)
+        activations = count_activations(system, *inputs)
     labels = max(1, round(seconds * meta.label_rate_hz))
     windows = len(window_starts(max(labels, meta.window_labels), meta.window_labels, hop_labels(meta)))
-    return Complexity(name, parameters, windows * macs_per_window, seconds, windows)
+    return Complexity(name, parameters, windows * macs_per_window, seconds, windows, windows * activations)
 
 
 def _classes(system: Systems) -> int:
@@ -89,4 +115,4 @@ def _classes(system: Systems) -> int:
     return args["num_classes"] if "num_classes" in args else _classes(next(iter(system.parts.values())))
 
 
-__all__ = ["Complexity", "count_macs", "count_parameters", "model_complexity", "window_seconds"]
+__all__ = ["Complexity", "count_activations", "count_macs", "count_parameters", "model_complexity", "window_seconds"]
