@@ -284,10 +284,10 @@ class Trainer:
                 if self.elapsed + self.batch_seconds + self.validation_seconds > budget:
                     break  # not even one more batch and its validation would end within the budget
                 self._replan(epoch, budget)
-        if self.main:
-            self._warn_if_nothing_detected()
         if self.main and self.config.tune_thresholds:
             self._tune_thresholds()
+        if self.main:
+            self._warn_if_nothing_detected()
         if self.world > 1:
             dist.barrier()  # ranks leave together: tearing gloo down under a busy rank 0 aborted rank 1
             dist.destroy_process_group()
@@ -365,16 +365,15 @@ class Trainer:
         return evaluate(pairs, metric=self.config.metric, num_classes=self.num_classes)
 
     def _warn_if_nothing_detected(self) -> None:
-        """One line when the best checkpoint found no event on validation (none predicted, or F = 0)."""
-        if self.best_detections is None:
+        """One line when the best checkpoint finds nothing on validation: F = 0 (its tuned thresholds' F
+        when tune_thresholds is set), though the references hold events."""
+        path = self.out / "best.json"
+        if self.best_detections is None or not path.is_file():
             return
         predicted, reference = self.best_detections
-        path = self.out / "best.json"
-        scores = json.loads(path.read_text())["scores"] if path.is_file() else {}
-        f_score = scores.get("F", math.nan)
-        if reference == 0 or (predicted > 0 and f_score > 0):
+        if reference == 0 or json.loads(path.read_text())["scores"].get("F", math.nan) > 0:
             return
-        found = "no event predicted" if predicted == 0 else f"{predicted} events predicted, none right (F 0)"
+        found = "no event predicted" if predicted == 0 else f"{predicted} events predicted, none right: F 0"
         tqdm.write(
             f"warning: the best checkpoint (epoch {self.best_epoch}) detects nothing on validation ({found}, "
             f"{reference} in the references): train longer (more --max-minutes or --epochs), check that the "
