@@ -67,11 +67,13 @@ def test_auto_batch_takes_the_largest_batch_that_fits_and_the_limit_when_it_fits
     assert calls == [1, 2, 4, 8]
     assert 13 <= fit.batch_size <= 15
     assert 38 * MB <= fit.per_sample <= 44 * MB
-    assert "batch size" in fit.describe("max_batch_size 64") and "would need" in fit.describe("max_batch_size 64")
+    budget = r"0\.6 GB \(60% of the 1\.0 GB free\) at 0\.04 GB per sample"
+    need = rf"batch size {fit.batch_size} \(auto: max_batch_size 64 would need 2\.[45] GB of {budget}\)"
+    assert re.fullmatch(need, fit.describe("max_batch_size 64"))
     calls.clear()
     kept = fit_batch_size(step, limit=6, device=CPU)
     assert kept.batch_size == 6 and calls == [1, 2, 4], "the limit when it fits; nothing beyond it is tried"
-    assert "fits" in kept.describe("the card's 6")
+    assert re.fullmatch(rf"batch size 6 \(auto: the card's 6 fits in {budget}\)", kept.describe("the card's 6"))
 
 
 @linux_only

@@ -101,20 +101,16 @@ class BatchFit:
         return self.fixed + self.per_sample * batch_size
 
     def describe(self, limit_name: str) -> str:
-        """One line for the training log: the choice, the measurement and the budget."""
+        """One line for the training log: the choice, and the measurement and budget it came from."""
         if self.per_sample is None:
             return f"batch size {self.batch_size} ({limit_name}; {self.reason})"
         gb = 1 / 2**30
-        share = (
-            f"{AUTO_BATCH_FRACTION:.0%} of the {self.free * gb:.1f} GB free is {self.budget * gb:.1f} GB; "
-            f"a step takes {self.per_sample * gb:.2f} GB per sample + {self.fixed * gb:.2f} GB"
-        )
+        budget = f"{self.budget * gb:.1f} GB ({AUTO_BATCH_FRACTION:.0%} of the {self.free * gb:.1f} GB free)"
+        rate = f"{self.per_sample * gb:.2f} GB per sample"
         if self.batch_size == self.limit:
-            return f"batch size {self.batch_size} (auto: {limit_name} fits: {share})"
-        return (
-            f"batch size {self.batch_size} (auto: {limit_name} would need "
-            f"{self.predicted(self.limit) * gb:.1f} GB; {share})"
-        )
+            return f"batch size {self.batch_size} (auto: {limit_name} fits in {budget} at {rate})"
+        need = self.predicted(self.limit) * gb
+        return f"batch size {self.batch_size} (auto: {limit_name} would need {need:.1f} GB of {budget} at {rate})"
 
 
 def fit_batch_size(step: Callable[[int], None], limit: int, device: torch.device, share_with: int = 1) -> BatchFit:
