@@ -26,7 +26,7 @@ Where the card departs from the paper, and why:
 - Dropout 0.05 in the BiGRU and heads (the paper gives none), as SELDnet.
 - ``batch_size=auto`` with ``max_batch_size=60``: the paper's batch of 60 where a training step at
   that size fits the memory, else the largest that does (training.memory; the choice is printed). A
-  5 s chunk takes about 0.38 GB in a CPU training step, so 60 of them do not fit a 24 GB machine;
+  5 s chunk takes 0.4-0.5 GB in a CPU training step, so 60 of them do not fit a 24 GB machine;
   ``batch_size=60`` asks for the paper's regardless.
 A 5 s clip runs through the runtime in 265 ms on one CPU core (``seld-edge bench scan``; README).
 
