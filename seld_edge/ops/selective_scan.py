@@ -493,7 +493,9 @@ def selective_scan_chunked(
 
     Where autograd records, ``_RecomputingScan`` runs the blocks (about 1 M state values each on a
     CPU, GPU_TRAINING_BLOCK_SIZE steps on a GPU) and keeps only the inputs for the backward pass,
-    which recomputes each block's states: FFMamba trains in a quarter of the memory, and faster.
+    which recomputes each block's states: an FFMamba training step takes 0.4 GB per 5 s chunk instead
+    of 1.4 GB, and 18 s of CPU instead of 25 s at batch 8 (with the SS2D and MSF changes of the same
+    issue; one core, alternating runs).
 
     ``compiled=True`` runs each whole block's two steps (``_time_major_inputs``, ``_scan_outputs``)
     compiled by torch.compile, which fuses a chunk's steps into one loop over memory and reads the
