@@ -2,11 +2,12 @@
 (``batch_size=auto``), and allocation failures told apart from other errors.
 
 ``batch_size=auto`` works like Ultralytics' ``batch=-1``: one forward and backward pass is measured at
-growing batch sizes (1, 2, 4, 8, up to the largest wanted), the peak memory is taken as a fixed part
-plus a part per sample, and the batch is the largest whose predicted peak fits AUTO_BATCH_FRACTION of
-the memory free before the measurement: MemAvailable from /proc/meminfo on a CPU (the memory Linux can
-give without swapping), ``torch.cuda.mem_get_info`` on a GPU. The fraction leaves room for the
-optimizer's state, the data loader, validation and other programs.
+growing batch sizes (1, 2, 4, 8, more while the allocator's free memory hides the growth; never above
+the largest wanted), the peak memory is taken as a fixed part plus a part per sample, and the batch is
+the largest whose predicted peak fits AUTO_BATCH_FRACTION of the memory free before the measurement:
+MemAvailable from /proc/meminfo on a CPU (the memory Linux can give without swapping),
+``torch.cuda.mem_get_info`` on a GPU. The fraction leaves room for the optimizer's state, the data
+loader, validation and other programs.
 """
 
 import math
@@ -21,7 +22,7 @@ import torch
 from seld_edge.errors import SeldEdgeError
 
 AUTO_BATCH_FRACTION = 0.6  # Ultralytics' default share of the free memory
-PROBE_BATCHES = (1, 2, 4, 8)  # a CPU measures FFMamba's step at batch 8 in about 10 s; larger adds little
+PROBE_UP_TO = 8  # batches 1, 2, 4, 8: a CPU measures FFMamba's step at 8 in about 10 s; larger adds little
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -126,9 +127,8 @@ def fit_batch_size(step: Callable[[int], None], limit: int, device: torch.device
         return BatchFit(limit, limit, reason="free or used memory cannot be read here")
     budget = AUTO_BATCH_FRACTION * free / share_with
     measured: dict[int, int] = {}
-    for batch in PROBE_BATCHES:
-        if batch > limit or (measured and _predicted(measured, batch) > budget):
-            break
+    batch = 1
+    while batch <= limit and not (measured and _predicted(measured, batch) > budget):
         try:
             measured[batch] = meter.measure(lambda b=batch: step(b))
         except (RuntimeError, MemoryError) as err:
@@ -137,11 +137,26 @@ def fit_batch_size(step: Callable[[int], None], limit: int, device: torch.device
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             break
+        if batch >= PROBE_UP_TO and _beyond_what_was_free(measured):
+            break
+        batch *= 2
     if not measured:
         raise SeldEdgeError("batch_size=auto: a batch of 1 does not fit in memory: lower chunk_seconds")
     per_sample, fixed = _linear(measured)
     fits = math.floor((budget - fixed) / per_sample) if per_sample > 0 else limit
     return BatchFit(max(1, min(limit, fits)), limit, free, budget, per_sample, fixed)
+
+
+def _beyond_what_was_free(measured: dict[int, int]) -> bool:
+    """Whether the two largest steps both needed memory beyond what the process held but had free.
+
+    An allocator keeps freed memory (glibc's heap, torch's CUDA cache) and a step that fits in it adds
+    nothing to the peak: measured from one baseline, a step is need - free-but-held when that is
+    positive and about 0 otherwise. The difference of two steps is then the memory per sample only when
+    both are beyond it; until then the batches keep doubling.
+    """
+    sizes = sorted(measured)
+    return len(sizes) >= 2 and measured[sizes[-2]] > 0.02 * measured[sizes[-1]]
 
 
 def _predicted(measured: dict[int, int], batch: int) -> float:
