@@ -35,8 +35,8 @@ trains in minutes. Stem 16 channels, so stage widths 16/32/64/128; one block per
 1/1/1/1); frequency pooled by 16 after the stem, so the first stage's scans are T * 8 long; d_state 1
 (VMamba v2's presets) and ssm_ratio 1; MSF in 8 groups (2 channels each in the first stage, as
 ``ffmamba``'s); BiGRU and heads 64. 0.457 M parameters and 0.12 GMACs per 5 s clip (``ffmamba``:
-2.66 M, 1.46 G); a training step takes 85 ms of CPU time per 5 s chunk (one core, batch 8), against
-2.6 s for ``ffmamba`` and 28 ms for SELDnet. Its card trains with Adam 1e-3, cosine to 1 %, batch 16
+2.66 M, 1.46 G). A training step takes 0.09-0.13 s of CPU time per 5 s chunk (one core, batch 8):
+about 3x SELDnet's, 1/20 of ``ffmamba``'s. Its card trains with Adam 1e-3, cosine to 1 %, batch 16
 and FOA rotation only, as SELDnet's: a 10-minute CPU budget needs many steps more than the
 regularisation of cutout and frequency shift.
 """
