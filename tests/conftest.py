@@ -61,20 +61,21 @@ def zoo_under_test() -> list[str]:
     return [n for n in names if tested_here(n) and f"{n}_tiny" not in names]
 
 
-@pytest.fixture(scope="session")
-def exports(tmp_path_factory):
-    """Every registered model exported once per session through the command line, with a random-weight
-    checkpoint: name -> (system, checkpoint meta, run folder, model file, export output). The Mamba
-    models take about a minute each to export on one core, so the export and parity tests share them."""
+def export_random_checkpoint(root, name: str) -> tuple:
+    """A random-weight checkpoint of a registered model under root/run, exported through the command line:
+    (system, checkpoint meta, run folder, model file, export output)."""
     from seld_edge.cli import main
     from tests.test_export import make_checkpoint
 
-    done = {}
-    for name in zoo_under_test():
-        root = tmp_path_factory.mktemp(name)
-        system, meta = make_checkpoint(root / "run" / "best", name)
-        model = root / "out" / f"{name}.onnx"
-        result = CliRunner().invoke(main, ["export", str(root / "run"), "-o", str(model)])
-        assert result.exit_code == 0, result.output
-        done[name] = (system, meta, root / "run", model, result.output)
-    return done
+    system, meta = make_checkpoint(root / "run" / "best", name)
+    model = root / "out" / f"{name}.onnx"
+    result = CliRunner().invoke(main, ["export", str(root / "run"), "-o", str(model)])
+    assert result.exit_code == 0, result.output
+    return system, meta, root / "run", model, result.output
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory):
+    """Every model under test exported once per session: name -> export_random_checkpoint's tuple. The
+    Mamba models take about a minute each to export on one core, so the export and parity tests share them."""
+    return {name: export_random_checkpoint(tmp_path_factory.mktemp(name), name) for name in zoo_under_test()}

@@ -5,15 +5,18 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from seld_edge.errors import SeldEdgeError  # noqa: E402
+from seld_edge.models import SeldSystem  # noqa: E402
 from seld_edge.synth import generate_dataset  # noqa: E402
+from training import fit as fit_module  # noqa: E402
 from training.checkpoint import load_checkpoint  # noqa: E402
 from training.config import resolve_config  # noqa: E402
-from training.fit import Trainer, main  # noqa: E402
+from training.fit import Schedule, Trainer, main  # noqa: E402
 
 FAST = ["batch_size=4", "model.rnn_size=32", "model.filters=16", "eval_hop_seconds=5"]
 
@@ -34,10 +37,13 @@ MAMBA_FAST = ["batch_size=4", "chunk_seconds=2", "model.rnn_size=32", "eval_hop_
 NO_AUGMENT = {
     "seldnet": ["augment.foa_rotation=false"],
     "ffmamba": ["augment.foa_rotation=false", "augment.cutout=false", "augment.freq_shift=false"],
+    "ffmamba_tiny": ["augment.foa_rotation=false"],
 }
 
 
-@pytest.mark.parametrize(("name", "fast"), [("seldnet", FAST), ("ffmamba", MAMBA_FAST)])
+@pytest.mark.parametrize(
+    ("name", "fast"), [("seldnet", FAST), ("ffmamba", MAMBA_FAST), ("ffmamba_tiny", ["batch_size=4"])]
+)
 def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(data, tmp_path, name, fast):
     config = resolve_config(name, str(data), str(tmp_path), overrides=[*fast, "lr=3e-3", *NO_AUGMENT[name]])
     trainer = Trainer(config)
@@ -191,3 +197,134 @@ def test_predict_with_rotation_tta_writes_the_same_files(data, tmp_path, cli):
     result = cli.invoke(cli_main, ["predict", str(tmp_path / "run"), str(audio), "-o", str(tmp_path / "p"), "--tta"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "p" / f"{audio.stem}.csv").is_file()
+
+
+# ------------------------------------------------------------------ plan, budget, batch size, warnings
+
+
+def test_a_replanned_schedule_continues_the_learning_rate_without_a_jump():
+    """The machine slows at step 80 of 100: 5 steps are left instead of 20. The rate falls from where it is
+    to the end in those 5 steps, evenly, where re-timing the whole decay jumped it to near its end."""
+    schedule = Schedule("linear", 100, 0, end_factor=0.1)
+    at_80 = schedule(80)
+    schedule.replan(80, 85)
+    steps = [schedule(s) for s in range(80, 86)]
+    print("linear after the re-plan:", [f"{v:.3f}" for v in steps])
+    assert steps[0] == pytest.approx(at_80) and steps[-1] == pytest.approx(0.1)
+    assert np.allclose(np.diff(steps), -(at_80 - 0.1) / 5)
+    schedule.replan(82, 200)  # and there is time again: it holds its value and falls more slowly
+    assert schedule(82) == pytest.approx(steps[2]) and schedule(200) == pytest.approx(0.1)
+    cosine = Schedule("cosine", 100, 10, end_factor=0.01)
+    before = cosine(50)
+    cosine.replan(50, 60)
+    assert cosine(50) == pytest.approx(before) and cosine(60) == pytest.approx(0.01)
+    assert all(cosine(s) >= cosine(s + 1) for s in range(50, 60))
+
+
+def test_the_plan_holds_through_jitter_and_shrinks_only_as_far_as_the_time_requires(data, tmp_path, capsys):
+    """Epoch times around 20 s, then the machine slows to 40 s, under a 600 s budget. By hand:
+    after epoch 1 (21 s) 27 more fit: plan 28. Epochs 2-5 (mean of the last three ~20 s) would hold 29-30:
+    within 10 % of 28, kept. Epoch 6 (mean 26.3 s, 460 s left): 17 more fit, plan 23; epoch 7 (mean 33 s,
+    420 s left): 12 more, plan 19; epoch 8 (40 s, 380 s left): 9 more, plan 17; epoch 9: 8 more, kept."""
+    trainer = Trainer(resolve_config("seldnet", str(data), str(tmp_path), overrides=FAST))
+    steps_per_epoch = trainer._steps_per_epoch()
+    plans = []
+    times = [21, 19, 21, 20, 19, 40, 40, 40, 40]
+    for done in range(1, len(times) + 1):
+        trainer.epoch_seconds = times[:done]
+        trainer.elapsed = sum(times[:done])
+        step = done * steps_per_epoch
+        rate = trainer.schedule(step)
+        trainer.scheduler.last_epoch = step
+        trainer._replan(done, budget=600.0)
+        plans.append(trainer.epochs)
+        assert trainer.schedule(step) == pytest.approx(rate), "the learning rate does not jump at a re-plan"
+        assert trainer.schedule.total_steps == trainer.epochs * steps_per_epoch
+    print("plans:", plans)
+    assert plans == [28, 28, 28, 28, 28, 23, 19, 17, 17]
+    assert "time: 4.3 of 10.0 min, 0.67 min per epoch: room for 8 more; plan 17 epochs" in capsys.readouterr().out
+
+
+class FakeClock:
+    """time for training.fit: a clock that moves only when a training batch runs."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def test_the_budget_is_checked_before_each_batch(data, tmp_path, monkeypatch):
+    """Batches of 1 s (on a fake clock) under a 3.5 s budget: the third ends at 3 s, and a fourth would end
+    past the budget, so training stops there (checking after each batch let the fourth run to 4 s)."""
+    clock = FakeClock()
+    monkeypatch.setattr(fit_module, "time", clock)
+    config = resolve_config("seldnet", str(data), str(tmp_path), overrides=[*FAST, "batch_size=2"],
+                            epochs=10, max_minutes=3.5 / 60)  # fmt: skip
+    trainer = Trainer(config)
+    forward = trainer.system.forward
+    batch_ends = []
+
+    def slow_forward(*features):
+        if trainer.system.training:
+            clock.now += 1.0
+            batch_ends.append(clock.now)
+        return forward(*features)
+
+    monkeypatch.setattr(trainer.system, "forward", slow_forward)
+    result = trainer.fit()
+    print("training batches ended at", batch_ends)
+    assert batch_ends == [1.0, 2.0, 3.0] and result["epochs"] == 1
+    assert (tmp_path / "best.json").is_file(), "stopped mid-epoch, then validated and saved"
+
+
+def test_a_best_checkpoint_that_detects_nothing_is_warned_about_in_one_line(data, tmp_path, capsys):
+    run(data, tmp_path / "quiet", "--epochs", "1", "postprocess.thresholds=0.99")
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    print(warnings)
+    assert len(warnings) == 1
+    assert "the best checkpoint (epoch 1) detects nothing on validation (no event predicted" in warnings[0]
+    assert "train longer" in warnings[0] and "postprocess.thresholds" in warnings[0]
+
+
+def test_an_allocation_failure_is_one_line_and_the_run_stays_resumable(data, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "oom"
+    run(data, out, "--epochs", "1")
+    forward = SeldSystem.forward
+
+    def failing_forward(self, *features):
+        if self.training:
+            torch.empty(2**50, dtype=torch.uint8)  # the CPU allocator's own failure (a petabyte)
+        return forward(self, *features)
+
+    monkeypatch.setattr(SeldSystem, "forward", failing_forward)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        run(data, out, "--epochs", "2", "--resume")
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    print(errors)
+    assert len(errors) == 1 and "Traceback" not in err
+    assert errors[0].startswith("error: out of memory training with batch_size 4 on 5 s chunks: lower batch_size")
+    assert "chunk_seconds" in errors[0] and f"--resume continues {out} after epoch 1" in errors[0]
+    assert json.loads((out / "last.json").read_text())["epoch"] == 1, "the last finished epoch's checkpoint"
+    monkeypatch.undo()
+    assert run(data, out, "--epochs", "2", "--resume")["epochs"] == 2
+
+
+def test_auto_batch_size_keeps_the_largest_wanted_when_it_fits_and_trains_nothing(data, tmp_path, capsys):
+    config = resolve_config("seldnet", str(data), str(tmp_path / "a"), overrides=[*FAST, "batch_size=auto",
+                                                                                 "max_batch_size=4"])  # fmt: skip
+    auto = Trainer(config)
+    assert auto.batch_size == 4 and auto.config.batch_size == 4
+    assert "batch size 4 (auto: max_batch_size 4 fits" in capsys.readouterr().out
+    fixed = Trainer(resolve_config("seldnet", str(data), str(tmp_path / "f"), overrides=FAST))
+    for (name, a), b in zip(auto.system.state_dict().items(), fixed.system.state_dict().values(), strict=True):
+        assert torch.equal(a, b), f"{name} changed by measuring the batch size"
+
+
+def test_ffmamba_fits_its_batch_to_the_memory_up_to_the_papers_60():
+    config = resolve_config("ffmamba", "d", "o")
+    assert (config.batch_size, config.max_batch_size) == ("auto", 60)

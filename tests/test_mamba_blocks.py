@@ -56,3 +56,16 @@ def test_msf_keeps_the_shape_and_refuses_channels_its_groups_do_not_divide():
     assert MSF(64, groups=32)(torch.randn(2, 64, 10, 6)).shape == (2, 64, 10, 6)
     with pytest.raises(ValueError, match="divisible"):
         MSF(48, groups=32)
+
+
+def test_msf_local_conv_as_one_grouped_convolution_is_the_conv_on_each_group():
+    """MSF runs its C/G-channel 3x3 conv on every group as one grouped convolution of the repeated kernel;
+    the definition stacks the groups as a batch."""
+    block = MSF(64, groups=32)
+    x = torch.randn(2, 64, 10, 6)
+    with torch.no_grad():
+        grouped = block._local_conv(x)
+        by_group = block.local_conv(x.reshape(2 * 32, 2, 10, 6)).reshape(2, 64, 10, 6)
+    error = float((grouped - by_group).abs().max())
+    print(f"grouped vs per-group conv: max abs error {error:.1e}")
+    assert error <= 1e-5

@@ -36,11 +36,13 @@ def test_config_layers_defaults_card_yaml_and_overrides(tmp_path):
     assert config.model_args == {"rnn_size": 64, "dropout": 0}
     assert config.augment == {"foa_rotation": True, "spec_augment": {"time_width": 10}}
     assert json.loads(config.to_json())["model_args"]["rnn_size"] == 64
+    auto = resolve_config("seldnet", "d", "o", overrides=["batch_size=auto", "max_batch_size=48"])
+    assert (auto.batch_size, auto.max_batch_size) == ("auto", 48)
 
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
-    [(["batchsize=1"], r"unknown config key 'batchsize'; did you mean batch_size\?"),
+    [(["batchsize=1"], r"unknown config key 'batchsize'; did you mean batch_size or max_batch_size\?"),
      (["model.rnn_sise=3"], r"unknown seldnet setting 'rnn_sise'; did you mean rnn_size\?"),
      (["optimizer=sgd"], "unknown optimizer 'sgd'; known: adam, adamw"),
      (["lr"], "not of the form key=value"),
@@ -49,7 +51,10 @@ def test_config_layers_defaults_card_yaml_and_overrides(tmp_path):
      (["augment.rotation=true"], r"augment: unknown augmentation 'rotation'; did you mean foa_rotation\?"),
      (["epochs=abc"], "epochs must be an integer, got 'abc'"),
      (["lr=fast"], "lr must be a number, got 'fast'"),
-     (["batch_size=2.5"], "batch_size must be an integer, got 2.5"),
+     (["batch_size=2.5"], "batch_size must be an integer or auto, got 2.5"),
+     (["batch_size=big"], "batch_size must be an integer or auto, got 'big'"),
+     (["batch_size=-1"], "batch_size must be positive and finite, or auto to fit the memory, got -1"),
+     (["max_batch_size=0"], "max_batch_size must be positive"),
      (["metric=dcase2099"], "unknown metric 'dcase2099'; did you mean"),
      (["chunk_seconds=0"], "chunk_seconds must be positive"),
      (["lr=.nan"], "lr must be positive and finite"),

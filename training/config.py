@@ -15,7 +15,7 @@ import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -31,7 +31,11 @@ class TrainConfig:
     out: str
     epochs: int = 50
     max_minutes: float | None = None
-    batch_size: int = 32
+    # A number, or auto: the largest batch whose forward and backward pass fits a share of the memory
+    # free when training starts (training.memory), up to max_batch_size (a card's published batch) when
+    # set, else the training set's size; the choice is printed and saved in the run's config.json.
+    batch_size: int | Literal["auto"] = 32
+    max_batch_size: int | None = None
     optimizer: str = "adam"  # adam | adamw
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -83,8 +87,8 @@ _CHOICES = {
     "val_split": ("train", "test"),
 }
 # Lowest allowed value (inclusive unless in _POSITIVE) of numeric settings.
-_POSITIVE = ("epochs", "max_minutes", "batch_size", "lr", "grad_clip", "chunk_seconds", "train_hop_seconds",
-             "eval_hop_seconds", "patience", "lr_end_factor")  # fmt: skip
+_POSITIVE = ("epochs", "max_minutes", "batch_size", "max_batch_size", "lr", "grad_clip", "chunk_seconds",
+             "train_hop_seconds", "eval_hop_seconds", "patience", "lr_end_factor")  # fmt: skip
 _NON_NEGATIVE = ("weight_decay", "warmup_epochs", "seed", "num_workers")
 
 
@@ -180,7 +184,8 @@ def validated(config: TrainConfig) -> TrainConfig:
         if isinstance(value, int | float) and not isinstance(value, bool):
             if not math.isfinite(value) or (name in _POSITIVE and value <= 0) or (name in _NON_NEGATIVE and value < 0):
                 bound = "positive" if name in _POSITIVE else "0 or more"
-                raise SeldEdgeError(f"{name} must be {bound} and finite, got {value!r}")
+                hint = ", or auto to fit the memory" if name == "batch_size" else ""
+                raise SeldEdgeError(f"{name} must be {bound} and finite{hint}, got {value!r}")
     from seld_edge.postprocess import PostProcessing
     from training.augment import build_augmentations
     from training.losses import loss_schedule
@@ -205,6 +210,8 @@ def _has_type(value: Any, annotation: Any) -> bool:
         return value is None
     if annotation is Any:
         return True
+    if origin is Literal:
+        return value in typing.get_args(annotation)
     if origin is list:
         (item,) = typing.get_args(annotation)
         return isinstance(value, list) and all(_has_type(v, item) for v in value)
@@ -224,6 +231,8 @@ def _type_name(annotation: Any) -> str:
         return " or ".join(_type_name(arg) for arg in typing.get_args(annotation))
     if origin is list:
         return "a list of names"
+    if origin is Literal:
+        return " or ".join(str(arg) for arg in typing.get_args(annotation))
     if origin is dict or annotation is dict:
         return "a mapping"
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "null"}

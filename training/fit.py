@@ -4,19 +4,24 @@
 One epoch = every training clip once in 5 s chunks at fresh random offsets; validation after every
 epoch with the DCASE metric; the best checkpoint by SELD score (F for metrics without one) is kept.
 ``--max-minutes`` works like Ultralytics' ``time=``: after the first epoch the number of epochs is
-re-planned to fit the budget and the learning-rate schedule follows it; training always ends with a
-validation. Training stages: ``init_from`` starts from another run's weights (``freeze`` keeps some
-fixed) and ``patience`` stops when validation has stopped improving; a two-stage recipe is two runs.
+planned to fit the budget, and the plan changes only when the remaining time no longer holds it (or
+holds 10 % more); the learning rate continues from where it is when it does. Training stops within
+an epoch when the next batch and the validation after it would end past the budget, and always ends
+with a validation. ``batch_size=auto`` measures the batch that fits the memory (training.memory); an
+allocation failure ends the run with one line saying what to lower, its folder resumable.
+Training stages: ``init_from`` starts from another run's weights (``freeze`` keeps some fixed) and
+``patience`` stops when validation has stopped improving; a two-stage recipe is two runs.
 Multi-GPU / multi-node: launch with ``torchrun``; DistributedDataParallel and a DistributedSampler are
 used whenever WORLD_SIZE > 1 (gloo on CPU, nccl on CUDA).
 """
 
 import csv
+import json
 import math
 import os
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,20 +47,37 @@ from training.checkpoint import load_checkpoint, load_weights, read_checkpoint, 
 from training.config import TrainConfig, resolve_config
 from training.data import ChunkDataset, ClipData, Normalizer, load_clips
 from training.losses import loss_schedule
+from training.memory import fit_batch_size, is_out_of_memory
 from training.predict import TorchModel
 
 
 class Schedule:
-    """Warm-up then cosine/linear decay to ``end_factor`` over a total step count that may be re-planned."""
+    """Warm-up then cosine/linear decay to ``end_factor`` over a total step count that may be re-planned.
+
+    Its attributes are its whole state: LambdaLR saves and restores them with the scheduler.
+    """
 
     def __init__(self, kind: str, total_steps: int, warmup_steps: int, end_factor: float = 0.01) -> None:
         self.kind, self.total_steps, self.warmup_steps = kind, max(1, total_steps), warmup_steps
         self.end_factor = end_factor
+        # The decay's progress is anchor_progress at anchor_step and reaches 1 at total_steps.
+        self.anchor_step, self.anchor_progress = warmup_steps, 0.0
+
+    def progress(self, step: int) -> float:
+        span = max(1, self.total_steps - self.anchor_step)
+        return min(1.0, self.anchor_progress + (1.0 - self.anchor_progress) * (step - self.anchor_step) / span)
+
+    def replan(self, step: int, total_steps: int) -> None:
+        """End the decay at total_steps instead, continuing from where it is at step: the learning rate
+        does not jump, it falls (or holds) at the pace the remaining steps allow."""
+        if step > self.anchor_step:
+            self.anchor_step, self.anchor_progress = step, self.progress(step)
+        self.total_steps = max(total_steps, self.anchor_step + 1)
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
             return (step + 1) / self.warmup_steps
-        progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
+        progress = self.progress(step)
         if self.kind == "cosine":
             return self.end_factor + (1.0 - self.end_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
         if self.kind == "linear":
@@ -104,6 +126,9 @@ class Trainer:
             augment=build_augmentations(config.augment, self.feature_config.kind),
             seed=config.seed,
         )
+        self.amp = config.amp and self.device.type == "cuda"
+        self.batch_size = self._batch_size(resume)
+        self.config = config = replace(config, batch_size=self.batch_size)  # config.json records the number
         self.model = DistributedDataParallel(self.system) if self.world > 1 else self.system
         optimizer_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
         trainable = [p for p in self.system.parameters() if p.requires_grad]
@@ -113,10 +138,13 @@ class Trainer:
             config.scheduler, steps * config.epochs, round(config.warmup_epochs * steps), config.lr_end_factor
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
-        self.amp = config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.epochs = config.epochs
         self.start_epoch, self.best, self.elapsed, self.best_epoch = 0, math.inf, 0.0, 0
+        # Timing for the budget (rank 0's clock on every rank) and what validation detected.
+        self.planned, self.epoch_seconds, self.batch_seconds, self.validation_seconds = False, [], 0.0, 0.0
+        self.detections: tuple[int, int] = (0, 0)  # (predicted, reference) events in the last validation
+        self.best_detections: tuple[int, int] | None = None
         if resume:
             self._resume()
 
@@ -158,6 +186,51 @@ class Trainer:
             for parameter in frozen:
                 parameter.requires_grad_(False)
 
+    def _batch_size(self, resume: bool) -> int:
+        """config.batch_size, or for ``auto`` the largest batch up to max_batch_size (else the training set)
+        whose forward and backward pass fits the memory (training.memory). A resumed run keeps the batch
+        its config.json recorded. Every rank takes the smallest choice."""
+        config = self.config
+        if config.batch_size != "auto":
+            return config.batch_size
+        saved = self.out / "config.json"
+        if resume and saved.is_file() and isinstance(json.loads(saved.read_text()).get("batch_size"), int):
+            return json.loads(saved.read_text())["batch_size"]
+        chunks = math.ceil(len(self.dataset) / self.world)
+        limit = min(config.max_batch_size or chunks, chunks)
+        if config.max_batch_size is None or limit < config.max_batch_size:
+            limit_name = f"the {chunks} training chunks"
+        elif config.max_batch_size == self.card.training.get("max_batch_size"):
+            limit_name = f"the {config.model} card's {limit}"
+        else:
+            limit_name = f"max_batch_size {limit}"
+        features, targets = self.dataset[0]
+        loss_fn = self.losses.at(0, config.epochs)
+
+        def step(batch: int) -> None:
+            x = features[None].expand(batch, *features.shape).contiguous().to(self.device)
+            with torch.autocast(self.device.type, enabled=self.amp):
+                outputs = self.system(x)
+            truth = {k: v[None].expand(batch, *v.shape).to(self.device) for k, v in targets.items()}
+            loss_fn({k: v.float() for k, v in outputs.items()}, truth).backward()
+            self.system.zero_grad(set_to_none=True)
+
+        # The measurement trains nothing: weights, batch-norm statistics and random state are put back.
+        state = {k: v.clone() for k, v in self.system.state_dict().items()}
+        rng = torch.get_rng_state()
+        self.system.train()
+        local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if self.device.type == "cpu" else 1
+        fit = fit_batch_size(step, limit, self.device, share_with=local_ranks)
+        self.system.load_state_dict(state)
+        torch.set_rng_state(rng)
+        chosen = torch.tensor([fit.batch_size], device=self.device)
+        if self.world > 1:
+            dist.all_reduce(chosen, op=dist.ReduceOp.MIN)
+        if self.main:
+            agreed = "" if chosen.item() == fit.batch_size else f"; {chosen.item()} on every rank"
+            tqdm.write(fit.describe(limit_name) + agreed)
+        return int(chosen.item())
+
     def _load_data(self) -> tuple[list[ClipData], list[ClipData]]:
         cfg = self.config
 
@@ -186,7 +259,7 @@ class Trainer:
         if sampler is not None:
             sampler.set_epoch(epoch)
         generator = torch.Generator().manual_seed(self.config.seed + epoch)
-        return DataLoader(self.dataset, batch_size=self.config.batch_size, shuffle=sampler is None, sampler=sampler,
+        return DataLoader(self.dataset, batch_size=self.batch_size, shuffle=sampler is None, sampler=sampler,
                           num_workers=self.config.num_workers, generator=generator, drop_last=False)  # fmt: skip
 
     # ------------------------------------------------------------------------------- the loop
@@ -194,21 +267,28 @@ class Trainer:
         budget = None if self.config.max_minutes is None else self.config.max_minutes * 60.0
         epoch, scores = self.start_epoch, {}
         while epoch < self.epochs:
-            started = time.perf_counter()
+            started, elapsed_before = time.perf_counter(), self.elapsed
             loss = self._train_epoch(epoch, budget)
+            validation_started = time.perf_counter()
             scores = self._validate()
+            self.validation_seconds = time.perf_counter() - validation_started
             self.elapsed += time.perf_counter() - started
-            self._sync_elapsed()
+            self._sync_clock()
+            self.epoch_seconds.append(self.elapsed - elapsed_before)
             self._end_epoch(epoch, loss, scores)
+            if self.best_epoch == epoch + 1:
+                self.best_detections = self.detections
             epoch += 1
             if self._out_of_patience(epoch):
                 break
             if budget is not None:
-                if self.elapsed >= budget:
-                    break
+                if self.elapsed + self.batch_seconds + self.validation_seconds > budget:
+                    break  # not even one more batch and its validation would end within the budget
                 self._replan(epoch, budget)
         if self.main and self.config.tune_thresholds:
             self._tune_thresholds()
+        if self.main:
+            self._warn_if_nothing_detected()
         if self.world > 1:
             dist.barrier()  # ranks leave together: tearing gloo down under a busy rank 0 aborted rank 1
             dist.destroy_process_group()
@@ -231,8 +311,10 @@ class Trainer:
         if self.main and (epoch == 0 or loss_fn != self.losses.at(epoch - 1, self.epochs)):
             tqdm.write(f"loss from epoch {epoch + 1}: {loss_fn.describe()}")
         losses = []
-        start = time.perf_counter()
-        bar = tqdm(self._loader(epoch), desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch", disable=not self.main)
+        start = last = time.perf_counter()
+        # With a budget, the first epoch's total is not known until its time is (the plan follows it).
+        desc = f"epoch {epoch + 1}" if budget is not None and not self.planned else f"epoch {epoch + 1}/{self.epochs}"
+        bar = tqdm(self._loader(epoch), desc=desc, unit="batch", disable=not self.main)
         for features, targets in bar:
             features = features.to(self.device, non_blocking=True)
             targets = {k: v.to(self.device, non_blocking=True) for k, v in targets.items()}
@@ -249,8 +331,14 @@ class Trainer:
             self.scheduler.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
-            if budget is not None and self.world == 1 and self.elapsed + time.perf_counter() - start >= budget:
-                break  # out of time: stop mid-epoch, still validate and checkpoint (ranks would disagree)
+            now = time.perf_counter()
+            self.batch_seconds, last = now - last, now
+            if budget is not None and self.world == 1:
+                # Out of time: stop mid-epoch, still validate and checkpoint (ranks would disagree). The
+                # check looks ahead: would the next batch, as long as this one, and the validation after
+                # it (as long as the last one) end past the budget?
+                if self.elapsed + (now - start) + self.batch_seconds + self.validation_seconds > budget:
+                    break
         return float(np.mean(losses)) if losses else math.nan
 
     def _validation_outputs(self, system: SeldSystem) -> list[tuple[dict, list[Event]]]:
@@ -274,7 +362,25 @@ class Trainer:
             (events, self.postprocess.to_events(outputs, fmt, self.num_classes))
             for (fmt, outputs), events in self._validation_outputs(self.system)
         ]
+        self.detections = (sum(len(p) for _, p in pairs), sum(len(r) for r, _ in pairs))
         return evaluate(pairs, metric=self.config.metric, num_classes=self.num_classes)
+
+    def _warn_if_nothing_detected(self) -> None:
+        """One line when the best checkpoint finds nothing on validation: F = 0 (its tuned thresholds' F
+        when tune_thresholds is set), though the references hold events."""
+        path = self.out / "best.json"
+        if self.best_detections is None or not path.is_file():
+            return
+        predicted, reference = self.best_detections
+        if reference == 0 or json.loads(path.read_text())["scores"].get("F", math.nan) > 0:
+            return
+        found = "no event predicted" if predicted == 0 else f"{predicted} events predicted, none right: F 0"
+        tqdm.write(
+            f"warning: the best checkpoint (epoch {self.best_epoch}) detects nothing on validation ({found}, "
+            f"{reference} in the references): train longer (more --max-minutes or --epochs), check that the "
+            "loss falls, or lower the activity threshold (postprocess.thresholds=0.3, or tune_thresholds=true)",
+            file=sys.stderr,
+        )
 
     def _tune_thresholds(self) -> None:
         """Per-class thresholds for the best checkpoint, chosen on validation outputs, saved in it."""
@@ -290,22 +396,39 @@ class Trainer:
                                                     "scores_untuned": meta["scores"]})  # fmt: skip
         tqdm.write(f"tuned thresholds {tuned.thresholds}: " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
 
-    def _sync_elapsed(self) -> None:
-        """Every rank takes rank 0's clock (which includes validation), so all stop at the same epoch."""
+    def _sync_clock(self) -> None:
+        """Every rank takes rank 0's times (its clock includes validation), so all plan and stop alike."""
         if self.world > 1:
-            clock = torch.tensor([self.elapsed], dtype=torch.float64, device=self.device)
+            times = [self.elapsed, self.batch_seconds, self.validation_seconds]
+            clock = torch.tensor(times, dtype=torch.float64, device=self.device)
             dist.broadcast(clock, src=0)
-            self.elapsed = float(clock.item())
+            self.elapsed, self.batch_seconds, self.validation_seconds = clock.tolist()
 
-    def _replan(self, next_epoch: int, budget: float) -> None:
-        """Fit the remaining epochs into the budget and stretch/shrink the LR schedule to match."""
-        per_epoch = self.elapsed / next_epoch
-        self.epochs = max(next_epoch + 1, int(budget / per_epoch))
-        self.schedule.total_steps = self._steps_per_epoch() * self.epochs
+    def _replan(self, done: int, budget: float) -> None:
+        """Plan the epochs to fit the budget: first after one epoch; after that only when the remaining
+        time no longer holds the plan (then by no more than it must) or holds 10 % more epochs, so that
+        jitter in epoch times leaves it alone. The learning-rate schedule follows without a jump.
+
+        An epoch's time is the mean of the last three. Every rank computes the same plan from rank 0's clock.
+        """
+        recent = self.epoch_seconds[-3:]
+        per_epoch = sum(recent) / len(recent)
+        remaining = budget - self.elapsed
+        room = int(remaining / per_epoch)  # more epochs the remaining time holds
+        plan = max(done + 1, done + room)
+        keep = self.planned and self.epochs <= done + room <= 1.1 * self.epochs
+        if self.main:
+            tqdm.write(f"time: {self.elapsed / 60:.1f} of {budget / 60:.1f} min, {per_epoch / 60:.2f} min per "
+                       f"epoch: room for {room} more; plan {self.epochs if keep else plan} epochs")  # fmt: skip
+        if keep or plan == self.epochs:
+            self.planned = True
+            return
+        self.epochs, self.planned = plan, True
+        self.schedule.replan(self.scheduler.last_epoch, self._steps_per_epoch() * plan)
 
     def _steps_per_epoch(self) -> int:
         per_rank = math.ceil(len(self.dataset) / self.world)
-        return math.ceil(per_rank / self.config.batch_size)
+        return math.ceil(per_rank / self.batch_size)
 
     # --------------------------------------------------------------------------- bookkeeping
     def _end_epoch(self, epoch: int, loss: float, scores: dict[str, float]) -> None:
@@ -360,6 +483,23 @@ class Trainer:
         self.epochs = max(self.epochs, state["epochs"])
 
 
+def out_of_memory_advice(config: TrainConfig, trainer: Trainer | None) -> str:
+    """The one line an allocation failure ends training with: what to lower, and how to go on. Checkpoints
+    are written whole at the end of an epoch, so the last finished epoch's are intact."""
+    batch = trainer.batch_size if trainer is not None else config.batch_size
+    last = Path(config.out) / "last.json"
+    finished = json.loads(last.read_text()).get("epoch") if last.is_file() else None
+    then = (
+        f"--resume continues {config.out} after epoch {finished}"
+        if finished
+        else "no epoch had finished, so run it again as it was"
+    )
+    return (
+        f"out of memory training with batch_size {batch} on {config.chunk_seconds:g} s chunks: lower batch_size "
+        f"(batch_size=auto fits it to the free memory) or chunk_seconds; {then}"
+    )
+
+
 def train(
     model: str,
     data: list[str],
@@ -370,16 +510,24 @@ def train(
     **flags: Any,
 ) -> dict[str, Any]:
     """One training run as `seld-edge train` / `python -m training.fit` start it; ``flags`` are the
-    settings that have their own option (epochs, max_minutes, device), None where not given."""
+    settings that have their own option (epochs, max_minutes, device), None where not given. An
+    allocation failure is a user error: one line saying what to lower and how to go on."""
     data_arg = data[0] if len(data) == 1 else list(data)
     config = resolve_config(model, data_arg, out, config_file, overrides, **flags)
     run_dir = Path(config.out)
     if not resume and (run_dir / "last.json").exists():
         raise SeldEdgeError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another -o")
-    trainer = Trainer(config, resume=resume)
-    if trainer.main:
-        atomic_write_text(run_dir / "config.json", config.to_json())
-    result = trainer.fit()
+    trainer = None
+    try:
+        trainer = Trainer(config, resume=resume)
+        config = trainer.config
+        if trainer.main:
+            atomic_write_text(run_dir / "config.json", config.to_json())
+        result = trainer.fit()
+    except (RuntimeError, MemoryError) as err:
+        if not is_out_of_memory(err):
+            raise
+        raise SeldEdgeError(out_of_memory_advice(config, trainer)) from None
     if trainer.main:
         print(f"best {selection_name(config.metric)} {result['best']:.4f} after "
               f"{result['epochs']} epochs ({result['minutes']:.1f} min); checkpoints in {config.out}")  # fmt: skip

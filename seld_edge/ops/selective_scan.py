@@ -12,8 +12,8 @@ gradcheck works) whatever the input dtype; y comes back in u's dtype.
 - ``chunked``: the same recurrence as whole-tensor steps: time cut in chunks, all chunks at once, a
   few steps at a time inside each, twice (to the chunk's end state, then again from the state that
   enters it), the state carried across chunks by the same method one level up until few are left,
-  and on a CPU across cache-sized blocks of time; for CPU and GPU training, and written in ONNX ops
-  for export.
+  and on a CPU across cache-sized blocks of time; for CPU and GPU training (with a backward pass of
+  its own that recomputes the states instead of keeping them), and written in ONNX ops for export.
 - ``compiled``: the chunked form with each block's steps compiled by torch.compile (Inductor), which
   runs a chunk's steps as one loop over memory; for CPU inference.
 - ``cuda``: mamba-ssm's fused kernel when it is installed and the tensors are on a GPU.
@@ -42,6 +42,19 @@ SEQUENTIAL_STEPS = 64
 # (medians), one block of the whole sequence (as on a GPU) 44.6 ms; a process running one 60 s scan
 # (L 153,600; 0.57 GB before it) peaks at 1.5 GB resident with 512-step blocks, 2.8 GB with one block.
 CPU_BLOCK_SIZE = 512
+# Blocks when training on a CPU (autograd recording; see _RecomputingScan): about 1 M state values per
+# block (batch x D x N x steps), and at most 128 steps. The backward pass works on some six such tensors
+# per block, and smaller ones stay in cache. Forward and backward of one scan, one core, medians of 3
+# alternating runs, blocks of 64/128/256/512/1024 steps: batch 8 at FFMamba's first stage (D 256, L
+# 12800) 6.6/6.3/7.2/8.9/9.7 s, second stage (D 512, L 3200) 4.6/4.8/4.7/5.7/5.9 s; batch 2, first stage,
+# blocks of 128/256/512/1024: 0.80/0.82/0.91/1.01 s; batch 8, last stage (D 2048, L 200), 16/32/64/208:
+# 0.67/0.74/0.67/1.10 s.
+CPU_TRAINING_BLOCK_VALUES = 1 << 20
+CPU_TRAINING_BLOCK_STEPS = 128
+# Time steps per block when training on a GPU. The backward pass holds about six block-sized state
+# tensors at a time (batch x D x N x block floats each): 2048 steps at FFMamba's first stage and batch
+# 60 is 0.5 GB each. Not measured on a GPU: one block of the whole sequence may run faster where memory allows.
+GPU_TRAINING_BLOCK_SIZE = 2048
 
 IMPLS = ("auto", "reference", "chunked", "compiled", "cuda")
 
@@ -185,6 +198,16 @@ def _time_major(t: torch.Tensor, shape: tuple[int, ...], padded_length: int) -> 
     return out.view(padded_length, *shape)
 
 
+def _grouped_exp2_rates(A: torch.Tensor, groups: int, dtype: torch.dtype) -> torch.Tensor:
+    """A (D, N) as A log2(e) laid out (G, N, H) like the state, contiguous so products with it are too.
+
+    In base 2: exp(delta A) = exp2(delta A log2(e)), and PyTorch's exp2 runs 3x faster than its exp on
+    CPU (13 M values, one core: 2.9 vs 8.9 ms) at 2.6e-7 relative error.
+    """
+    dim, d_state = A.shape
+    return (A.to(dtype) * math.log2(math.e)).view(groups, dim // groups, d_state).transpose(1, 2).contiguous()
+
+
 def _time_major_inputs(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -210,6 +233,22 @@ def _time_major_inputs(
     return dt, du, _time_major(B.to(dtype), states, padded), _time_major(C.to(dtype), states, padded)
 
 
+def _chunk_entries(
+    decay: tuple[torch.Tensor, ...], drive: tuple[torch.Tensor, ...], chunk_decay: torch.Tensor, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The state entering each chunk (n, batch, G, N, H) and the block's last state, from its K steps'
+    decays and drives (each (n, batch, G, N, H), all chunks at once) and each chunk's whole decay.
+
+    Each chunk runs from a zero state to its end, one whole-tensor step at a time; the chunk ends are
+    carried across chunks from x by ``_linear_scan``.
+    """
+    end = drive[0]
+    for decay_k, drive_k in zip(decay[1:], drive[1:], strict=True):
+        end = torch.addcmul(drive_k, decay_k, end)
+    ends = _linear_scan(chunk_decay, end, x, len(decay))
+    return torch.cat([x[None], ends[:-1]]), ends[-1]
+
+
 def _scan_block(
     dt: torch.Tensor,
     du: torch.Tensor,
@@ -224,30 +263,83 @@ def _scan_block(
     Time-major inputs from ``_time_major_inputs``; A2 = A log2(e) (G, N, H); x (batch, G, N, H). The steps
     are cut in chunks, all chunks worked at once:
     1. every step's decay exp(delta A) = exp2(delta A2), each computed once, and drive delta B u;
-    2. each chunk from a zero state to its end, one whole-tensor step at a time;
-    3. the state entering each chunk: the chunk ends carried across chunks from x (``_linear_scan``)
-       with each chunk's whole decay exp2(A2 * sum of its deltas), whose exponent is never positive;
-    4. each chunk again from its entering state, reading out C . x_t as it goes.
+    2. the state entering each chunk (``_chunk_entries``), with each chunk's whole decay
+       exp2(A2 * sum of its deltas), whose exponent is never positive;
+    3. each chunk again from its entering state, reading out C . x_t as it goes.
     Running the chunk twice costs less than storing the decay since the chunk began for every step.
     """
     n_chunks = dt.shape[0] // chunk
     dt, du, B, C = (t.view(n_chunks, chunk, *t.shape[1:]) for t in (dt, du, B, C))
-    # Per-step views through unbind: its backward stacks the steps' gradients once, where indexing
-    # each step fills a whole-block tensor of zeros per step (FFMamba's first-stage scan at batch 4,
-    # two threads: backward 954 ms indexing, 548 ms with unbind).
+    # Per-step views through unbind: under autograd (the export traces this function) its backward
+    # stacks the steps' gradients once, where indexing each step fills a whole-block tensor per step.
     decay = torch.exp2(dt * A2).unbind(1)  # K x (n, batch, G, N, H)
     drive = (du * B).unbind(1)
-    end = drive[0]
-    for k in range(1, chunk):
-        end = torch.addcmul(drive[k], decay[k], end)
-    chunk_decay = torch.exp2(dt.sum(1) * A2)
-    ends = _linear_scan(chunk_decay, end, x, chunk)
-    state = torch.cat([x[None], ends[:-1]])
+    state, last = _chunk_entries(decay, drive, torch.exp2(dt.sum(1) * A2), x)
     ys = []
     for decay_k, drive_k, C_k in zip(decay, drive, C.unbind(1), strict=True):
         state = torch.addcmul(drive_k, decay_k, state)
         ys.append((state * C_k).sum(-2))
-    return torch.stack(ys, dim=1).flatten(0, 1), ends[-1]
+    return torch.stack(ys, dim=1).flatten(0, 1), last
+
+
+def _block_gradients(
+    dt: torch.Tensor,
+    du: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    gy: torch.Tensor,
+    A2: torch.Tensor,
+    x: torch.Tensor,
+    h: torch.Tensor,
+    chunk: int,
+) -> tuple[torch.Tensor, ...]:
+    """The backward pass over one block of ``_scan_block``'s inputs (and gy, (steps, batch, G, 1, H)), entered
+    with state x and, from the right, with the adjoint h already decayed by the next block's first step.
+
+    Every state x_t is recomputed as in ``_scan_block`` and kept; the adjoints h_t run the same chunked
+    method backwards in time: within each chunk from its last step down from zero, the chunk starts'
+    adjoints carried across chunks (right to left) by ``_linear_scan``, then each chunk again from the
+    adjoint entering it from the right. Returns, each in its input's shape: the gradient for dt
+    through the decays (the caller adds du = dt u's part), for du, B and C; the block's part of the
+    gradient for A laid out as A2 (G, N, H), in A's units (not A2's); and the adjoint leaving the block
+    to the left, decayed by its first step.
+    """
+    n_chunks = dt.shape[0] // chunk
+    dt, du, B, C, gy = (t.view(n_chunks, chunk, *t.shape[1:]) for t in (dt, du, B, C, gy))
+    decay = torch.exp2(dt * A2)  # (n, K, batch, G, N, H)
+    drive = du * B
+    decays, drives = decay.unbind(1), drive.unbind(1)
+    # Forward states, each step written in place (a stack of the steps would copy them all again).
+    states = torch.empty_like(decay)
+    state, _ = _chunk_entries(decays, drives, torch.exp2(dt.sum(1) * A2), x)
+    for k in range(chunk):
+        state = torch.addcmul(drives[k], decays[k], state, out=states[:, k])
+    # Adjoints: h_t = C_t gy_t + exp2(dt_(t+1) A2) h_(t+1), right to left.
+    pull = gy * C
+    pulls = pull.unbind(1)
+    end = pulls[-1]
+    for k in range(chunk - 2, -1, -1):
+        end = torch.addcmul(pulls[k], decays[k + 1], end)
+    # A chunk start's adjoint reaches the previous chunk's start through the chunk's decays after its
+    # first step and the next chunk's first: exp2(A2 * (sum of those deltas)); the last chunk's next
+    # decay is already in h.
+    following = torch.cat([dt[1:, 0], torch.zeros_like(dt[:1, 0])])
+    chunk_decay = torch.exp2((dt[:, 1:].sum(1) + following) * A2)
+    starts = _linear_scan(chunk_decay.flip(0), end.flip(0), h, chunk).flip(0)
+    entering = torch.cat([decay[1:, 0] * starts[1:], h[None]])
+    adjoints = torch.empty_like(decay)
+    state = torch.add(pulls[-1], entering, out=adjoints[:, -1])
+    for k in range(chunk - 2, -1, -1):
+        state = torch.addcmul(pulls[k], decays[k + 1], state, out=adjoints[:, k])
+    q = adjoints * (states - drive)  # h_t exp(delta_t A) x_(t-1)
+    d_dt = (q * A2).sum(-2, keepdim=True) * math.log(2.0)
+    d_A = (q * dt).sum((0, 1, 2))
+    d_du = (adjoints * B).sum(-2, keepdim=True)
+    # Sums over a group's channels, the last axis, as matrix products: 1.5-2x faster than product and sum.
+    d_B = adjoints @ du.transpose(-1, -2)
+    d_C = states @ gy.transpose(-1, -2)
+    h = decay[0, 0] * adjoints[0, 0]
+    return *(t.flatten(0, 1) for t in (d_dt, d_du, d_B, d_C)), d_A, h
 
 
 def _scan_outputs(
@@ -275,6 +367,92 @@ def _scan_outputs(
     # Contiguous before _finish, whose element-wise ops would otherwise keep y's time-major strides.
     y = y.reshape(length, batch * dim).t().contiguous().view(batch, dim, length)
     return _finish(y, u, D, z, dt.dtype), x
+
+
+def _write_input_layout(out: torch.Tensor, steps: slice, t: torch.Tensor) -> None:
+    """out[..., steps] = t, t time-major (padded steps, *out's leading shape) from ``_time_major``'s layout:
+    the transpose of one 2-D matrix, as ``_time_major`` copies it."""
+    rows = out.view(-1, out.shape[-1])[:, steps]
+    rows.copy_(t.reshape(t.shape[0], -1)[: rows.shape[1]].t())
+
+
+class _RecomputingScan(torch.autograd.Function):
+    """The chunked scan's y = C . x (before the D skip and z gate) and last state, for training: autograd
+    keeps only the inputs, where recording the chunked steps kept about four state-sized tensors per
+    step (batch x D x N x L floats each: 52 MB per sample for FFMamba's first-stage scan on a 5 s chunk).
+
+    Both passes go block by block, each block's inputs made time-major just before it runs and its
+    results written back in place, so that a block's tensors stay in cache. The backward pass
+    recomputes a block's states from the state entering it (kept by the forward pass), last block
+    first, and runs the adjoint recurrence backwards in time by the same chunked method: with
+    h_t = dLoss/dx_t,
+
+        h_t = C_t gy_t + exp(delta_(t+1) A) h_(t+1),
+
+    the forward recurrence in reversed time, with the decays shifted by one step and drive gy_t C_t in
+    place of delta_t u_t B_t. Then, with q_t = h_t exp(delta_t A) x_(t-1) = h_t (x_t - delta_t B_t u_t):
+    d(delta_t u_t) = sum_n h_t B_t, dB_t = sum over the group's channels of h_t delta_t u_t,
+    dC_t = sum over the group's channels of gy_t x_t, d delta_t += sum_n q_t A, dA = sum over batch and
+    time of q_t delta_t (``_block_gradients``).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        u: torch.Tensor,
+        delta: torch.Tensor,
+        A: torch.Tensor,
+        B: torch.Tensor,
+        C: torch.Tensor,
+        delta_bias: torch.Tensor | None,
+        delta_softplus: bool,
+        chunk: int,
+        block: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        A2 = _grouped_exp2_rates(A, B.shape[1], _state_dtype(u.dtype))
+        y = u.new_empty(u.shape, dtype=A2.dtype)
+        x = A2.new_zeros((u.shape[0], *A2.shape))
+        entering = []
+        for start in range(0, u.shape[2], block):
+            steps = slice(start, start + block)
+            entering.append(x)
+            inputs = _time_major_inputs(u[..., steps], delta[..., steps], B[..., steps], C[..., steps], delta_bias,
+                                        delta_softplus, chunk)  # fmt: skip
+            y_steps, x = _scan_block(*inputs, A2, x, chunk)
+            _write_input_layout(y, steps, y_steps)
+        ctx.save_for_backward(u, delta, A, B, C, delta_bias, torch.stack(entering))
+        ctx.delta_softplus, ctx.chunk, ctx.block = delta_softplus, chunk, block
+        return y, x
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, gy: torch.Tensor, g_last: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, ...]:
+        u, delta, A, B, C, delta_bias, entering = ctx.saved_tensors
+        chunk, block, softplus = ctx.chunk, ctx.block, ctx.delta_softplus
+        A2 = _grouped_exp2_rates(A, B.shape[1], _state_dtype(u.dtype))
+        gy = gy.contiguous()
+        h = torch.zeros_like(entering[0]) if g_last is None else g_last.to(A2.dtype)
+        d_u, d_delta, d_B, d_C = (t.new_empty(t.shape, dtype=A2.dtype) for t in (u, delta, B, C))
+        d_A, d_bias = torch.zeros_like(A2), A2.new_zeros(u.shape[1])
+        starts = range(0, u.shape[2], block)
+        for start, x in zip(reversed(starts), reversed(entering.unbind(0)), strict=True):
+            steps = slice(start, start + block)
+            u_s, delta_s, B_s, C_s = (t[..., steps] for t in (u, delta, B, C))
+            dt, du, B_t, C_t = _time_major_inputs(u_s, delta_s, B_s, C_s, delta_bias, softplus, chunk)
+            gy_t = _time_major(gy[..., steps], dt.shape[1:], dt.shape[0])
+            d_dt, d_du, d_B_t, d_C_t, d_A_block, h = _block_gradients(dt, du, B_t, C_t, gy_t, A2, x, h, chunk)
+            d_dt.addcmul_(d_du, _time_major(u_s.to(A2.dtype), dt.shape[1:], dt.shape[0]))  # du = dt * u
+            if softplus:
+                d_dt.mul_(torch.expm1(-dt).neg_())  # softplus'(v) = sigmoid(v) = 1 - exp(-softplus(v))
+            d_A += d_A_block
+            d_bias += d_dt.sum((0, 1)).flatten()
+            for out, grad in ((d_delta, d_dt), (d_u, d_du.mul_(dt)), (d_B, d_B_t), (d_C, d_C_t)):
+                _write_input_layout(out, steps, grad)
+        d_A = d_A.transpose(1, 2).reshape(A.shape).to(A.dtype)
+        d_bias = None if delta_bias is None else d_bias.to(delta_bias.dtype)
+        grads = (d_u.to(u.dtype), d_delta.to(delta.dtype), d_A, d_B.to(B.dtype), d_C.to(C.dtype), d_bias)
+        return *grads, None, None, None
 
 
 @cache
@@ -310,11 +488,14 @@ def selective_scan_chunked(
     time-major tensors (each step a contiguous slice) by ``_scan_block``, one block of ``block_size``
     steps after another, the state carried between blocks. By default a block is CPU_BLOCK_SIZE steps
     on a CPU, whose cache then holds the block's tensors, and the whole sequence on a GPU (or any
-    other device), which wants the most work per launch, and wherever autograd records: it keeps
-    every block's tensors anyway, and one block backpropagates faster (649 vs 728 ms, forward and
-    backward of FFMamba's first-stage scan at batch 4 on two threads). Decays are only ever
-    multiplied, never divided, so long sequences cannot overflow where exp(cumsum(delta A)) and its
-    inverse would. export/selective_scan_onnx.py writes the same computation, one block, in ONNX ops.
+    other device), which wants the most work per launch. Decays are only ever multiplied, never
+    divided, so long sequences cannot overflow where exp(cumsum(delta A)) and its inverse would.
+    export/selective_scan_onnx.py writes the same computation, one block, in ONNX ops.
+
+    Where autograd records, ``_RecomputingScan`` runs the blocks (about 1 M state values each on a
+    CPU, GPU_TRAINING_BLOCK_SIZE steps on a GPU) and keeps only the inputs for the backward pass,
+    which recomputes each block's states: autograd keeps 0.27 GB per 5 s chunk for an FFMamba training
+    step instead of 0.96 GB (0.72 GB of it the scans' steps), and the scans run 1.5x faster.
 
     ``compiled=True`` runs each whole block's two steps (``_time_major_inputs``, ``_scan_outputs``)
     compiled by torch.compile, which fuses a chunk's steps into one loop over memory and reads the
@@ -328,7 +509,9 @@ def selective_scan_chunked(
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     if block_size is not None and block_size < 1:
         raise ValueError(f"block_size must be positive, got {block_size}")
-    recording = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, delta, A, B, C))
+    recording = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, delta, A, B, C, delta_bias)
+    )
     if compiled and recording:
         raise ValueError("compiled=True is for inference: call it under torch.no_grad() or torch.inference_mode()")
     if compiled and u.device.type != "cpu":
@@ -336,14 +519,22 @@ def selective_scan_chunked(
     dtype = _state_dtype(u.dtype)
     batch, dim, length = u.shape
     groups, d_state = B.shape[1], A.shape[1]
-    per_group = dim // groups
-    block = block_size or (CPU_BLOCK_SIZE if u.device.type == "cpu" and not recording else length)
+    if block_size is not None:
+        block = block_size
+    elif u.device.type == "cpu" and recording:
+        block = min(CPU_TRAINING_BLOCK_STEPS, CPU_TRAINING_BLOCK_VALUES // (batch * dim * d_state))
+    elif u.device.type == "cpu":
+        block = CPU_BLOCK_SIZE
+    else:
+        block = GPU_TRAINING_BLOCK_SIZE if recording else length
+    block = max(block, 1)
     block = -(-block // chunk_size) * chunk_size
-    # Contiguous, or the products with it would take its transposed strides and every step would too.
-    # In base 2: exp(delta A) = exp2(delta A log2(e)), and PyTorch's exp2 runs 3x faster than its exp on
-    # CPU (13 M values, one core: 2.9 vs 8.9 ms) at 2.6e-7 relative error.
-    A2 = (A.to(dtype) * math.log2(math.e)).view(groups, per_group, d_state).transpose(1, 2).contiguous()  # (G, N, H)
-    x = u.new_zeros((batch, groups, d_state, per_group), dtype=dtype)
+    if recording:
+        y, x = _RecomputingScan.apply(u, delta, A, B, C, delta_bias, delta_softplus, chunk_size, block)
+        y = _finish(y, u, D, z, dtype)
+        return (y, x.transpose(-1, -2).reshape(batch, dim, d_state)) if return_last_state else y
+    A2 = _grouped_exp2_rates(A, groups, dtype)  # (G, N, H)
+    x = u.new_zeros((batch, *A2.shape), dtype=dtype)
 
     def scan(steps: tuple, x: torch.Tensor, compile_steps: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         time_major_inputs, scan_outputs = (

@@ -28,8 +28,10 @@ def cross_scan(x: torch.Tensor) -> torch.Tensor:
 
 def cross_merge(y: torch.Tensor, n_time: int, n_freq: int) -> torch.Tensor:
     """(batch, 4, d, T * F) -> (batch, d, T, F): each direction put back in place, then summed."""
-    rows = y[:, 0] + y[:, 2].flip(-1)
-    cols = y[:, 1] + y[:, 3].flip(-1)
+    # unbind, not y[:, k]: the backward of indexing fills a zero tensor of y's size per direction.
+    rows, cols, rows_reversed, cols_reversed = y.unbind(1)
+    rows = rows + rows_reversed.flip(-1)
+    cols = cols + cols_reversed.flip(-1)
     cols = cols.unflatten(-1, (n_freq, n_time)).transpose(2, 3)
     return rows.unflatten(-1, (n_time, n_freq)) + cols
 
@@ -79,9 +81,11 @@ class SS2D(nn.Module):
         x, z = self.in_proj(x).chunk(2, dim=-1)
         x = F.silu(self.local(x.permute(0, 3, 1, 2)))  # (batch, d_inner, T, F)
         xs = cross_scan(x)  # (batch, 4, d_inner, L)
-        projected = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj)
+        # Per-direction projections as broadcast matrix products, which keep the (batch, 4, channels, L)
+        # layout: the einsum form permuted its operands and result (forward and backward 3x slower).
+        projected = self.x_proj @ xs  # (batch, 4, dt_rank + 2 d_state, L)
         dts, Bs, Cs = projected.split([self.dt_rank, self.d_state, self.d_state], dim=2)
-        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_proj)
+        dts = self.dt_proj @ dts  # (batch, 4, d_inner, L)
         y = selective_scan(
             xs.flatten(1, 2),
             dts.flatten(1, 2),
