@@ -12,21 +12,23 @@ from typing import Any
 import click
 
 from seld_edge import __version__
-from seld_edge.errors import USER_ERROR_EXIT_CODE, SeldEdgeError, require
+from seld_edge.errors import USER_ERROR_EXIT_CODE, SeldEdgeError, require, user_message
 from seld_edge.features import FEATURE_KINDS
 from seld_edge.metrics import METRICS
 from seld_edge.plot_cli import plot_command
 
 
 class _Group(click.Group):
-    """Turns SeldEdgeError into a one-line message and a non-zero exit, never a traceback."""
+    """Turns SeldEdgeError, and any OSError (a full disk, a file that vanished), into a one-line message
+    and exit code 2, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except SeldEdgeError as err:
-            click.echo(f"error: {err}", err=True)
+        except (SeldEdgeError, OSError) as err:
+            click.echo(f"error: {user_message(err)}", err=True)
             ctx.exit(USER_ERROR_EXIT_CODE)
+
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

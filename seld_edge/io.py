@@ -252,6 +252,13 @@ def remove_folders(created: list[Path]) -> None:
             path.rmdir()
 
 
+def check_writable(folder: str | Path, targets: Iterable[str | Path] = ()) -> None:
+    """Fail now, in one line, if files cannot be written in folder (or at targets); leaves nothing behind.
+
+    For work that writes its outputs much later (training writes its run folder after an epoch)."""
+    OutputSet(folder, targets).discard()
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write one file whole or not at all: ``write`` is called with a binary handle (a set of one file)."""
     path = Path(path)
