@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 @click.option(
     "--strict",
     is_flag=True,
-    help="Write nothing and exit 2 if the TensorRT 10.3 check finds anything, errors and warnings alike.",
+    help="Write nothing and exit 2 if the TensorRT 10.3 check finds an error (a graph TensorRT cannot build); "
+    "warnings are printed and the file is written.",
 )
 @click.option(
     "--scan",

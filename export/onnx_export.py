@@ -54,7 +54,7 @@ class ExportOptions:
     """Every export setting in one place; defaults are what the Jetson runtime expects."""
 
     opset: int = 18
-    strict: bool = False  # refuse (write nothing) on any TensorRT finding, error or warning
+    strict: bool = False  # refuse (write nothing) when the TensorRT check finds an error; warnings are only printed
     trt_version: str = "10.3"  # the TensorRT whose ONNX parser the graph is checked against
     min_seconds: float = 1.0  # shortest clip the graph accepts
     max_seconds: float = 60.0  # longest clip the graph accepts

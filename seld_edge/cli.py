@@ -48,11 +48,17 @@ def main() -> None:
 )
 @click.option("--train", "n_train", type=click.IntRange(min=0), default=24, show_default=True, help="Training scenes.")
 @click.option("--test", "n_test", type=click.IntRange(min=0), default=8, show_default=True, help="Held-out scenes.")
-@click.option("--seconds", type=click.FloatRange(min=1.0), default=30.0, show_default=True, help="Scene length.")
+@click.option(
+    "--seconds", type=click.FloatRange(min=1.0, max=600.0), default=30.0, show_default=True, help="Scene length."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-reflections", is_flag=True, help="Leave out the early reflections.")
 def synth(out_dir: Path, fmt: str, n_train: int, n_test: int, seconds: float, seed: int, no_reflections: bool) -> None:
-    """Write a synthetic STARSS23-layout data set (audio + DCASE metadata) to OUT_DIR."""
+    """Write a synthetic STARSS23-layout data set (audio + DCASE metadata) to OUT_DIR.
+
+    The data set is written whole or (on any error) not at all; one already in OUT_DIR is replaced,
+    its scenes that the new one lacks removed.
+    """
     from seld_edge.synth import generate_dataset
     from seld_edge.synth.dataset import parse_formats
 
@@ -69,14 +75,19 @@ def synth(out_dir: Path, fmt: str, n_train: int, n_test: int, seconds: float, se
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 def features(audio: Path, kind: str, out: Path) -> None:
     """Compute features of AUDIO and save them as a (C, T, F) float32 .npy file."""
+    import numpy as np
+
     from seld_edge.features import feature_config, features_from_file
-    from seld_edge.io import atomic_save_npy
+    from seld_edge.io import OutputSet
 
     config = feature_config(kind)
     if not audio.is_file():
         raise SeldEdgeError(f"{audio}: no such file")
-    array = features_from_file(audio, config)
-    atomic_save_npy(out, array)
+    if out.exists() and out.samefile(audio):
+        raise SeldEdgeError(f"{out}: that is the input audio; write the features to another file")
+    with OutputSet(out.parent, [out]) as outputs:  # the target is checked before the work
+        array = features_from_file(audio, config)
+        outputs.write(out, lambda handle: np.save(handle, array))
     click.echo(f"{out}: {kind} features {tuple(array.shape)}")
 
 

@@ -131,13 +131,9 @@ class OutputSet:
             raise cannot_write(target, err) from None
 
     def write(self, target: str | Path, write: Callable[[IO[bytes]], None]) -> None:
-        """Stage target's content: ``write`` is called with a binary handle and only writes."""
-        staged = self.path(target)
-        try:
-            with open_output(staged) as handle:
-                write(handle)
-        except OSError as err:
-            raise cannot_write(target, err) from None
+        """Stage target's content: ``write`` is called with a binary file-like handle and only writes."""
+        with self.open(target) as handle:
+            write(handle)  # type: ignore[arg-type]
 
     def write_text(self, target: str | Path, text: str) -> None:
         self.write(target, lambda handle: handle.write(text.encode()))
@@ -187,15 +183,34 @@ class OutputSet:
 
 
 class StagedFile:
-    """A staged output file being written: :meth:`write` raises the one-line error on a full disk."""
+    """A staged output file being written, a file-like object whose errors name the target in one line.
+
+    Not an io class on purpose: numpy and soundfile then write through :meth:`write` rather than around
+    it (numpy's own C write loses the reason, "No space left on device", of a failed write).
+    """
 
     def __init__(self, handle: IO[bytes], target: Path) -> None:
         self._handle = handle
         self.target = target
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> int:
         try:
-            self._handle.write(data)
+            return self._handle.write(data)
+        except OSError as err:
+            raise cannot_write(self.target, err) from None
+
+    def read(self, size: int = -1) -> bytes:
+        return self._handle.read(size)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._handle.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._handle.tell()
+
+    def flush(self) -> None:
+        try:
+            self._handle.flush()
         except OSError as err:
             raise cannot_write(self.target, err) from None
 
@@ -231,7 +246,8 @@ def make_folders(folder: str | Path) -> list[Path]:
     existing = folder
     while not existing.is_dir():
         if os.path.lexists(existing):
-            raise SeldEdgeError(f"{folder}: cannot write ({existing} is a file, not a folder)")
+            what = "it is" if existing == folder else f"{existing} is"
+            raise SeldEdgeError(f"{folder}: cannot write ({what} a file, not a folder)")
         missing.append(existing)
         existing = existing.parent
     created: list[Path] = []

@@ -17,7 +17,6 @@ import errno
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -43,23 +42,25 @@ HOW = "tmpfs mounts" if MOUNT else "a simulated writer (ENOSPC) and permission b
 class FullDisk:
     """A folder on a disk about to be full: put the earlier content in, then :meth:`fill` it."""
 
-    def __init__(self, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, folder: Path, monkeypatch: pytest.MonkeyPatch, size: int = DISK_BYTES) -> None:
         self.folder = folder
         self._monkeypatch = monkeypatch
         folder.mkdir(parents=True)
         if MOUNT:
-            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(folder)], check=True)
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=True)
 
-    def fill(self, free: int = 4096) -> None:
-        """Leave ``free`` bytes (whole 4 KiB pages on a tmpfs) for whatever is written next."""
+    def fill(self, free: int | None = None) -> None:
+        """Leave ``free`` bytes for whatever is written next: by default one 4 KiB page of a tmpfs (which any
+        file takes at least), or 1 KiB for the simulated writer (which counts bytes), about one small CSV."""
         if MOUNT:
+            free = 4096 if free is None else free
             stat = os.statvfs(self.folder)
             filler = stat.f_bavail * stat.f_frsize - free
             (self.folder / ".filler").write_bytes(b"\0" * filler)
             return
         import seld_edge.io
 
-        budget = [free]
+        budget = [1024 if free is None else free]
 
         def open_output(path: Path) -> IO[bytes]:
             return _Limited(open(path, "wb"), budget)
@@ -134,25 +135,12 @@ class ReadOnly:
             path.chmod(mode)
 
 
-@pytest.fixture
-def full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FullDisk]:
-    disk = FullDisk(tmp_path / "disk", monkeypatch)
-    yield disk
-    disk.close()
-
-
-@pytest.fixture
-def read_only(tmp_path: Path) -> Iterator[ReadOnly]:
-    folder = ReadOnly(tmp_path / "locked")
-    yield folder
-    folder.close()
-
-
 def one_line_error(output: str, *parts: str) -> str:
-    """The single line of a failed command's output (stdout and stderr together), checked to be one
-    ``error:`` line containing each of parts."""
+    """The error line of a failed command's output (stdout and stderr together, progress bars included),
+    checked to be the only ``error:`` line, the last line, with no traceback, containing each of parts."""
     lines = [line for line in output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), output
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0] and "Traceback" not in output, output
     for part in parts:
-        assert part in lines[0], (part, lines[0])
-    return lines[0]
+        assert part in errors[0], (part, errors[0])
+    return errors[0]

@@ -22,7 +22,7 @@ import numpy as np
 
 from seld_edge.errors import SeldEdgeError
 from seld_edge.geometry import polar_to_unit, unit_to_polar
-from seld_edge.io import atomic_write_text
+from seld_edge.io import OutputSet, atomic_write_text
 
 STEREO_HEADER = ("frame", "class", "source", "azimuth", "distance", "onscreen")
 CSV_FORMS = ("cartesian", "polar", "dcase2025")
@@ -137,6 +137,12 @@ def format_rows(events: Iterable[Event], form: str = "cartesian") -> str:
     return "".join(rows)
 
 
-def write_events(path: str | Path, events: Iterable[Event], form: str = "cartesian") -> None:
-    """Write events atomically: a failed write leaves no partial file."""
-    atomic_write_text(path, format_events(events, form))
+def write_events(
+    path: str | Path, events: Iterable[Event], form: str = "cartesian", outputs: OutputSet | None = None
+) -> None:
+    """Write events atomically (a failed write leaves no partial file), or into a set of outputs."""
+    text = format_events(events, form)
+    if outputs is None:
+        atomic_write_text(path, text)
+    else:
+        outputs.write_text(path, text)
