@@ -30,7 +30,6 @@ class _Group(click.Group):
             ctx.exit(USER_ERROR_EXIT_CODE)
 
 
-
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="seld-edge")
 def main() -> None:

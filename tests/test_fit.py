@@ -75,7 +75,7 @@ def test_run_folder_holds_checkpoints_metrics_and_config_and_resumes(data, tmp_p
     result = run(data, out, "--epochs", "2")
     assert result["epochs"] == 2
     for name in ("best.json", "best.safetensors", "last.json", "last.safetensors", "last_state.json",
-                 "last_state.safetensors", "config.json"):
+                 "last_state.safetensors", "config.json"):  # fmt: skip
         assert (out / name).is_file(), name
     meta = json.loads((out / "best.json").read_text())
     assert meta["model"] == "seldnet" and meta["output_format"] == "multi_accdoa" and len(meta["class_names"]) == 13
