@@ -129,7 +129,7 @@ def output_blocks(
                 i.name: np.stack([_window(features[i.name], i, meta, start - low, transform) for start in batch_starts])
                 for i in meta.inputs
             }
-            outputs = _checked(network(batch), meta, len(batch_starts))
+            outputs = checked_outputs(network(batch), meta, len(batch_starts))
             for name, value in outputs.items():
                 for index, start in enumerate(batch_starts):
                     average[name].add(start, value[index])
@@ -141,8 +141,11 @@ def output_blocks(
         yield {name: np.mean([part[name] for part in parts], axis=0) for name in parts[0]}
 
 
-def _checked(outputs: Mapping[str, np.ndarray], meta: ModelMetadata, windows: int) -> dict[str, np.ndarray]:
-    """The network's outputs as float32, each (windows, window_labels, ...) and finite; else ModelOutputError."""
+def checked_outputs(
+    outputs: Mapping[str, np.ndarray], meta: ModelMetadata, windows: int, finite: bool = True
+) -> dict[str, np.ndarray]:
+    """The network's outputs as float32, each (windows, window_labels, ...) and (with finite) finite; else
+    ModelOutputError."""
     checked = {}
     for name in meta.output_names:
         if name not in outputs:
@@ -153,7 +156,7 @@ def _checked(outputs: Mapping[str, np.ndarray], meta: ModelMetadata, windows: in
                 f"{meta.model} gave output {name!r} of shape {value.shape} for {windows} window(s) of "
                 f"{meta.window_labels} label frames; expected ({windows}, {meta.window_labels}, ...)"
             )
-        if not np.isfinite(value).all():
+        if finite and not np.isfinite(value).all():
             raise ModelOutputError(f"{meta.model} gave NaN or infinite outputs ({name!r}); are its weights finite?")
         checked[name] = value
     return checked

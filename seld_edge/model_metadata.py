@@ -21,6 +21,7 @@ from seld_edge.errors import SeldEdgeError
 from seld_edge.features import FeatureConfig
 from seld_edge.formats import OutputFormat, get_output_format
 from seld_edge.formats.label_rate import rate_ratio
+from seld_edge.formats.output_format import class_thresholds
 from seld_edge.postprocess import PostProcessing
 
 INPUT_NAME = "features"
@@ -80,6 +81,10 @@ class ModelMetadata:
         fmt = self.format
         if tuple(self.output_names) != fmt.outputs:
             raise ValueError(f"output_names: the {fmt.name} format's outputs are {list(fmt.outputs)}")
+        try:
+            class_thresholds(self.postprocess.thresholds, self.num_classes)
+        except SeldEdgeError as err:
+            raise ValueError(f"postprocess: {err}") from None
 
     @property
     def format(self) -> OutputFormat:

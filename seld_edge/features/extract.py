@@ -57,10 +57,11 @@ def compute_features(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
     frames = centred_frames(audio, config.n_fft, config.hop_length, config.n_frames(audio.shape[-1]))
     features = np.empty((config.out_channels, frames.shape[1], config.n_bins), dtype=np.float32)
     window = window_for(config)
-    for start in range(0, frames.shape[1], FRAMES_PER_BLOCK):
-        block = slice(start, start + FRAMES_PER_BLOCK)
-        features[:, block] = linear_features(frame_spectra(frames[:, block], window), config)
-    return check_finite(log_features(features, config), audio)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused by check_finite, in one line
+        for start in range(0, frames.shape[1], FRAMES_PER_BLOCK):
+            block = slice(start, start + FRAMES_PER_BLOCK)
+            features[:, block] = linear_features(frame_spectra(frames[:, block], window), config)
+        return check_finite(log_features(features, config), audio)
 
 
 def linear_features(spec: np.ndarray, config: FeatureConfig) -> np.ndarray:
@@ -168,9 +169,10 @@ class FileFeatures:
         frames = sliding_window_view(padded, config.n_fft, axis=-1)[:, :: config.hop_length]
         linear = np.empty((config.out_channels, count, config.n_bins), np.float32)
         window = window_for(config)
-        for start in range(0, count, FRAMES_PER_BLOCK):
-            block = slice(start, start + FRAMES_PER_BLOCK)
-            linear[:, block] = linear_features(frame_spectra(frames[:, block], window), config)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused below, in one line
+            for start in range(0, count, FRAMES_PER_BLOCK):
+                block = slice(start, start + FRAMES_PER_BLOCK)
+                linear[:, block] = linear_features(frame_spectra(frames[:, block], window), config)
         if not np.isfinite(linear).all():
             raise SeldEdgeError(f"{self.path}: {_not_finite(padded)}")
         return linear
