@@ -2,7 +2,7 @@
 
 In the spirit of Ultralytics' exporter (engine/exporter.py): formats are looked up by name in
 :data:`FORMATS`; each ``export_<format>`` method is wrapped by :func:`_timed` so that it times itself,
-reports one line ("onnx: 2.9 MB in 3.1 s") and re-raises on failure; every call returns an
+reports one line ("onnx: 2.9 MB in 3.1 s", or how long it ran before an unexpected failure) and re-raises; every call returns an
 :class:`ExportResult` row. Unlike it, nothing is installed and no option is silently switched off.
 
 The ONNX graph takes raw features (batch, C, T, F) float32 per input (``features``, or one per part of
@@ -104,6 +104,8 @@ def _timed(fmt: str) -> Callable[[Method], Callable[..., ExportResult]]:
             start = time.perf_counter()
             try:
                 file, findings = method(self, *args, **kwargs)
+            except SeldEdgeError:
+                raise  # the user's mistake: its own line says it all
             except Exception:
                 self.log(f"{fmt}: failed after {time.perf_counter() - start:.1f} s")
                 raise
