@@ -2,8 +2,9 @@
 
 In the spirit of Ultralytics' exporter (engine/exporter.py): formats are looked up by name in
 :data:`FORMATS`; each ``export_<format>`` method is wrapped by :func:`_timed` so that it times itself,
-reports one line ("onnx: 2.9 MB in 3.1 s", or how long it ran before an unexpected failure) and re-raises; every call returns an
-:class:`ExportResult` row. Unlike it, nothing is installed and no option is silently switched off.
+reports one line ("onnx: 2.9 MB in 3.1 s", or how long it ran before an unexpected failure) and
+re-raises; every call returns an :class:`ExportResult` row. Unlike it, nothing is installed and no
+option is silently switched off.
 
 The ONNX graph takes raw features (batch, C, T, F) float32 per input (``features``, or one per part of
 a composite) with a dynamic batch and a dynamic time axis (1 s to 60 s by default, T a whole number of
