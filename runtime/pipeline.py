@@ -125,11 +125,15 @@ def grid_outputs(
 
 
 def clip_events(
-    model: Model, features: Mapping[str, np.ndarray], tta: bool = False, hop_seconds: float = HOP_SECONDS
+    model: Model,
+    features: Mapping[str, np.ndarray],
+    tta: bool = False,
+    hop_seconds: float = HOP_SECONDS,
+    batch_size: int = BATCH_SIZE,
 ) -> list[Event]:
     """The events of a clip whose features (C, T, F) by input name are in memory."""
     sources = _in_memory(model.metadata, features)
-    return [e for events in event_blocks(model, sources, tta, hop_seconds) for e in events]
+    return [e for events in event_blocks(model, sources, tta, hop_seconds, batch_size) for e in events]
 
 
 def _in_memory(meta: ModelMetadata, features: Mapping[str, np.ndarray]) -> dict[str, FeatureSource]:
