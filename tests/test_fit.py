@@ -327,3 +327,18 @@ def test_resume_with_a_changed_model_setting_is_one_line(data, tmp_path, one_epo
         run(data, out, "--epochs", "2", "--resume", "model.dropout=0", "model.rnn_size=64")
     assert info.value.code == 2
     one_line_error(capsys.readouterr().err, "--resume: model.rnn_size 32 != 64 (the run's setting first)")
+
+
+def test_stderr_ends_with_the_error_when_a_clip_halfway_through_is_bad(tmp_path):
+    """A progress bar closed after the error line left stderr not ending with it."""
+    generate_dataset(tmp_path / "d", n_train=2, n_test=1, seconds=2.0, seed=1, progress=False)
+    bad = sorted((tmp_path / "d" / "metadata_dev").rglob("*.csv"))[1]
+    bad.write_text("0,1,0,10\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "training.fit", "--model", "seldnet", "--data", str(tmp_path / "d"),
+         "--out", str(tmp_path / "run"), "--device", "cpu"],
+        capture_output=True, text=True, check=False, cwd=__import__("pathlib").Path(__file__).parents[1],
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.rstrip("\n").split("\n")[-1].startswith(f"error: {bad}:1: malformed row"), proc.stderr
+    assert not (tmp_path / "run").exists()

@@ -70,6 +70,12 @@ def test_a_composite_has_one_input_per_recording():
         ("class_names", "[]", "class_names: a non-empty list"),
         ("model_args", "[1]", "field 'model_args' is malformed"),
         ("postprocess", "{}", "field 'postprocess' is malformed"),
+        # thresholds tuned for another class list named no file: the decoder found them, mid-run
+        (
+            "postprocess",
+            '{"type": "PostProcessing", "thresholds": [0.5, 0.5, 0.5]}',
+            "postprocess: got 3 per-class thresholds for 2 classes",
+        ),
     ],
 )
 def test_every_field_is_checked_with_its_name(field, value, message):

@@ -88,17 +88,18 @@ def load_clips(
     folder = cache_folder(data_dir, config, cache_dir)
     per_label = config.frames_per_label(DCASE_LABEL_RATE_HZ)
     loaded = []
-    for clip in tqdm(clips, desc="features", unit="clip", disable=not progress):
-        features = cached_features(folder, clip, config)
-        n_grid_frames = -(-features.shape[1] // per_label)
-        events = read_events(clip.metadata, reference=True, num_classes=num_classes)
-        late = [e.frame for e in events if e.frame >= n_grid_frames]
-        if late:
-            raise SeldEdgeError(
-                f"{clip.metadata}: frame {max(late)} is past the end of {clip.audio.name} "
-                f"({n_grid_frames} label frames of 100 ms)"
-            )
-        loaded.append(ClipData(clip, features, events, n_grid_frames))
+    with tqdm(clips, desc="features", unit="clip", disable=not progress) as bar:  # closed before an error shows
+        for clip in bar:
+            features = cached_features(folder, clip, config)
+            n_grid_frames = -(-features.shape[1] // per_label)
+            events = read_events(clip.metadata, reference=True, num_classes=num_classes)
+            late = [e.frame for e in events if e.frame >= n_grid_frames]
+            if late:
+                raise SeldEdgeError(
+                    f"{clip.metadata}: frame {max(late)} is past the end of {clip.audio.name} "
+                    f"({n_grid_frames} label frames of 100 ms)"
+                )
+            loaded.append(ClipData(clip, features, events, n_grid_frames))
     return loaded
 
 
