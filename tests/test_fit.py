@@ -255,6 +255,7 @@ def one_epoch(data, tmp_path_factory):
     """The run folder of a 2-epoch run stopped after its first epoch, as by a crash (no dropout, so that a
     resumed run can repeat a straight one exactly)."""
     out = tmp_path_factory.mktemp("one") / "run"
+    out.mkdir()  # as `python -m training.fit` leaves it after its first epoch
     overrides = [*FAST, "model.dropout=0"]
     config = resolve_config("seldnet", str(data), str(out), overrides=overrides, epochs=2, device="cpu")
     trainer = Trainer(config)
