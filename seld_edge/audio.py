@@ -9,13 +9,12 @@ e.g. ``sox in.wav -r 24000 out.wav``.
 import io
 import struct
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import soundfile as sf
 
 from seld_edge.errors import SeldEdgeError
-from seld_edge.io import OutputSet, atomic_write
+from seld_edge.io import OutputSet, StagedFile, atomic_write
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 AUDIO_CONTAINERS = ("WAV", "WAVEX", "RF64", "FLAC")
@@ -109,7 +108,7 @@ def write_audio(
     values are clipped to [-1, 1] by the PCM codec."""
     audio = np.asarray(audio, dtype=np.float32)
 
-    def write(handle: IO[bytes]) -> None:
+    def write(handle: StagedFile) -> None:
         # Encoded in memory first: libsndfile's write callbacks swallow the error of a full disk.
         encoded = io.BytesIO()
         sf.write(encoded, audio.T, sample_rate, subtype=subtype, format="WAV")

@@ -130,10 +130,10 @@ class OutputSet:
         except OSError as err:
             raise cannot_write(target, err) from None
 
-    def write(self, target: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    def write(self, target: str | Path, write: Callable[["StagedFile"], object]) -> None:
         """Stage target's content: ``write`` is called with a binary file-like handle and only writes."""
         with self.open(target) as handle:
-            write(handle)  # type: ignore[arg-type]
+            write(handle)
 
     def write_text(self, target: str | Path, text: str) -> None:
         self.write(target, lambda handle: handle.write(text.encode()))
@@ -275,7 +275,7 @@ def check_writable(folder: str | Path, targets: Iterable[str | Path] = ()) -> No
     OutputSet(folder, targets).discard()
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+def atomic_write(path: str | Path, write: Callable[["StagedFile"], object]) -> None:
     """Write one file whole or not at all: ``write`` is called with a binary handle (a set of one file)."""
     path = Path(path)
     with OutputSet(path.parent, [path]) as outputs:
