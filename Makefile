@@ -24,11 +24,14 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
-# Benchmarks print ratios against a reference run in the same process, each on one core.
+# Benchmarks print ratios against a reference run in the same process: each side on one core with one
+# thread per pool (BLAS, OpenMP, PyTorch, ONNX Runtime), the sides timed in alternating rounds.
+# bench zoo: every model of the zoo in one table (bench_zoo/zoo.md, .csv, .json, .png).
 bench: install
 	$(BIN)/seld-edge bench features
 	$(BIN)/seld-edge bench runtime
 	$(BIN)/seld-edge bench scan
+	$(BIN)/seld-edge bench zoo -o bench_zoo
 
 # The main job on built-in defaults: new scenes through the shipped SELDnet (ONNX, torch-free
 # runtime), DCASE CSVs, scores, PyTorch-vs-runtime parity and pictures. No network, no GPU.

@@ -9,6 +9,7 @@
    audio to events, against real time and against PyTorch eager.
 """
 
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from seld_edge.benchmark import pin_to_one_core, time_call, time_calls_in_turns
+from seld_edge.benchmark import one_core, speedup, time_calls_in_turns
 from seld_edge.models import SeldSystem, model_card
 from seld_edge.ops.selective_scan import (
     CHUNK_SIZE,
@@ -56,48 +57,50 @@ def _scan_inputs(dim: int, d_state: int, groups: int, length: int) -> tuple[torc
 
 
 def bench_selective_scan(length: int | None = None, with_model: bool = True) -> Iterator[str]:
-    """Yield report lines for the three benchmarks of the module docstring."""
-    cpu = pin_to_one_core()
+    """Yield report lines for the three benchmarks of the module docstring, each on one core."""
     torch.set_num_threads(1)
     keep_freed_memory()
     shape = ffmamba_first_stage() | ({"length": length} if length else {})
     args = _scan_inputs(**shape)
     dims = f"D {shape['dim']}, N {shape['d_state']}, G 4, L {shape['length']}"
-    yield f"selective scan at FFMamba's first stage: {dims}, cpu {cpu}, 1 thread"
-    with torch.inference_mode():
-        start = time.perf_counter()
-        selective_scan_chunked(*args, compiled=True)
-        compile_s = time.perf_counter() - start
-        # The reference's first few calls run up to 3x slower than its steady state (measured: 938, 497,
-        # 440, then 275-370 ms); three warm-up calls compare steady states.
-        medians = time_calls_in_turns(
-            {
-                "reference": lambda: selective_scan_reference(*args),
-                "eager": lambda: selective_scan_chunked(*args),
-                "compiled": lambda: selective_scan_chunked(*args, compiled=True),
-            },
-            warmup=3,
-        )
+    with one_core() as cpu:
+        yield f"selective scan at FFMamba's first stage: {dims}, cpu {cpu}, one thread per pool"
+        with torch.inference_mode():
+            start = time.perf_counter()
+            selective_scan_chunked(*args, compiled=True)
+            compile_s = time.perf_counter() - start
+            # The reference's first few calls run up to 3x slower than its steady state (measured: 938, 497,
+            # 440, then 275-370 ms); three warm-up calls compare steady states.
+            medians = time_calls_in_turns(
+                {
+                    "reference": lambda: selective_scan_reference(*args),
+                    "eager": lambda: selective_scan_chunked(*args),
+                    "compiled": lambda: selective_scan_chunked(*args, compiled=True),
+                },
+                warmup=3,
+            )
     ref_s, chunked_s, compiled_s = medians["reference"], medians["eager"], medians["compiled"]
     rows = (
         ("sequential reference", ref_s, ""),
-        (f"chunked, eager (K {CHUNK_SIZE}, {CPU_BLOCK_SIZE}-step blocks)", chunked_s, f"{ref_s / chunked_s:6.2f}x"),
-        ("chunked, compiled by torch.compile", compiled_s, f"{ref_s / compiled_s:6.2f}x"),
+        (f"chunked, eager (K {CHUNK_SIZE}, {CPU_BLOCK_SIZE}-step blocks)", chunked_s, speedup(ref_s, chunked_s)),
+        ("chunked, compiled by torch.compile", compiled_s, speedup(ref_s, compiled_s)),
     )
     for name, seconds, ratio in rows:
-        yield f"  {name:<40}{seconds * 1e3:8.1f} ms {ratio}".rstrip()
+        yield f"  {name:<40}{seconds * 1e3:8.1f} ms  {ratio}".rstrip()
     yield f"  compiling it took {compile_s:.1f} s (first call; Inductor caches it on disk for the next process)"
-    yield f"  compiled chunked scan: {ref_s / compiled_s:.2f}x the speed of the reference (target >= 10x)"
-    yield from _bench_onnx_scan(args, chunked_s)
+    yield f"  compiled chunked scan: {speedup(ref_s, compiled_s)} than the reference (target >= 10x)"
+    yield from _bench_onnx_scan(args)
     if with_model:
         yield from _bench_ffmamba()
 
 
-def _bench_onnx_scan(args: tuple, torch_s: float) -> Iterator[str]:
+def _bench_onnx_scan(args: tuple) -> Iterator[str]:
+    """The scan's ``onnx`` flavour in ONNX Runtime against the eager chunked form, timed in turns."""
     import onnxruntime as ort
 
     from export.onnx_export import quiet_torch_export
     from export.selective_scan_onnx import translation_table
+    from runtime.model import session_options
     from seld_edge.ops import selective_scan
 
     u, delta, A, B, C, D, _, bias, _ = args
@@ -114,13 +117,20 @@ def _bench_onnx_scan(args: tuple, torch_s: float) -> Iterator[str]:
             ExportedScan().eval(), small, dynamo=True, dynamic_shapes=dims, external_data=False, verbose=False,
             custom_translation_table=translation_table("onnx"),
         ).model_proto  # fmt: skip
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        model.SerializeToString(), session_options(threads=1), providers=["CPUExecutionProvider"]
+    )
     feed = dict(zip((i.name for i in session.get_inputs()), (t.numpy() for t in (u, delta, B, C)), strict=True))
-    ort_s = time_call(lambda: session.run(None, feed), warmup=1, min_repeats=3)
+    with one_core(), torch.inference_mode():
+        medians = time_calls_in_turns(
+            {"onnx": lambda: session.run(None, feed), "eager": lambda: selective_scan_chunked(*args)},
+            rounds=5,
+            warmup=1,
+        )
     yield f"  onnx flavour: {len(model.graph.node)} nodes, {model.ByteSize() / 1e3:.0f} kB per scan"
-    yield f"  {'onnx flavour in ONNX Runtime':<40}{ort_s * 1e3:8.1f} ms ({torch_s / ort_s:.2f}x the eager chunked form)"
+    ort_s = medians["onnx"]
+    ratio = speedup(medians["eager"], ort_s)
+    yield f"  {'onnx flavour in ONNX Runtime':<40}{ort_s * 1e3:8.1f} ms  {ratio} than the eager chunked form"
 
 
 def _bench_ffmamba() -> Iterator[str]:
@@ -134,7 +144,8 @@ def _bench_ffmamba() -> Iterator[str]:
         stem = Path(tmp) / "ffmamba"
         save_checkpoint(stem, system, {"class_names": names})
         start = time.perf_counter()
-        result = Exporter(stem.with_suffix(".json"), log=lambda _: None)("onnx", stem.with_suffix(".onnx"))
+        exporter = Exporter(stem.with_suffix(".json"), log=lambda line: print(f"ffmamba {line}", file=sys.stderr))
+        result = exporter("onnx", stem.with_suffix(".onnx"))
         yield (
             f"ffmamba (random weights): exported in {time.perf_counter() - start:.0f} s, "
             f"{result.size_bytes / 1e6:.1f} MB, {sum(p.numel() for p in system.parameters()) / 1e6:.2f} M parameters"

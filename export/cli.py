@@ -11,17 +11,19 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from seld_edge.errors import SeldEdgeError, require
+from export.trt_build import EngineOptions  # torch-free, like everything imported here at module level
+from seld_edge.errors import SeldEdgeError, require, unknown_name
 from seld_edge.metrics import METRICS
 
 if TYPE_CHECKING:
-    from export.trt_build import EngineOptions
     from seld_edge.model_metadata import ModelMetadata
 
 
 @click.command("export")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The .onnx file."
+)
 @click.option("--opset", type=click.IntRange(18, 20), default=18, show_default=True, help="ONNX opset (18-20).")
 @click.option(
     "--strict",
@@ -33,9 +35,9 @@ if TYPE_CHECKING:
     "--scan",
     type=click.Choice(["onnx", "plugin"]),
     default=None,
+    show_default="plugin with --trt, onnx otherwise",
     help="Mamba selective scans as standard ONNX ops (ONNX Runtime, TensorRT) or as one SelectiveScan "
-    "node each for the TensorRT plugin (export/plugins/selective_scan/README.md). Default: plugin with --trt, "
-    "onnx otherwise.",
+    "node each for the TensorRT plugin (export/plugins/selective_scan/README.md).",
 )
 @click.option(
     "--trt", is_flag=True, help="Also build a TensorRT engine (MODEL.engine), or build_engine.sh without TensorRT."
@@ -43,14 +45,17 @@ if TYPE_CHECKING:
 @click.option("--fp16", is_flag=True, help="--trt: allow FP16 kernels.")
 @click.option("--int8", is_flag=True, help="--trt: INT8 with entropy calibration (needs --calib).")
 @click.option("--calib", type=click.Path(file_okay=False, path_type=Path), help="--int8: audio folder to calibrate on.")
-@click.option("--workspace", type=float, help="--trt: builder workspace in GB [default: 2].")
+@click.option(
+    "--workspace", type=float, show_default=f"{EngineOptions.workspace_gb:g}", help="--trt: builder workspace in GB."
+)
 @click.option(
     "--min-seconds",
     type=float,
     default=None,
-    help="Shortest clip the model accepts [ONNX: 1 s; engine: one label frame, for streaming].",
+    show_default="ONNX: 1 s; engine: one label frame, for streaming",
+    help="Shortest clip the model accepts.",
 )
-@click.option("--opt-seconds", type=float, help="--trt: clip length to tune for (default: the model's window).")
+@click.option("--opt-seconds", type=float, show_default="the model's window", help="--trt: clip length to tune for.")
 @click.option("--max-seconds", type=float, default=60.0, show_default=True, help="Longest clip the model accepts.")
 @click.option(
     "--plugin", type=click.Path(dir_okay=False, path_type=Path), help="--trt: the SelectiveScan plugin library."
@@ -90,7 +95,6 @@ def export_command(
     for module in ("torch", "onnx", "onnxscript"):
         require(module, "export")
     from export.onnx_export import Exporter, ExportOptions, ExportResult
-    from export.trt_build import EngineOptions
 
     engine_options = None
     if trt:  # checked before the slow export
@@ -107,7 +111,7 @@ def export_command(
         _engine(out, exporter.metadata(), engine_options)
 
 
-def _engine(onnx_path: Path, meta: "ModelMetadata", options: "EngineOptions") -> None:
+def _engine(onnx_path: Path, meta: "ModelMetadata", options: EngineOptions) -> None:
     """The --trt step: the engine where tensorrt imports, otherwise build_engine.sh and one line saying so."""
     from export.trt_build import build_engine, plugin_nodes, resolve_plugin, tensorrt_available, write_build_script
 
@@ -127,7 +131,9 @@ def _engine(onnx_path: Path, meta: "ModelMetadata", options: "EngineOptions") ->
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Data set: also compare end to end.")
-@click.option("--metric", type=click.Choice(METRICS), default="dcase2023", show_default=True)
+@click.option(
+    "--metric", type=click.Choice(METRICS), default="dcase2023", show_default=True, help="DCASE metric (--data)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 def parity(checkpoint: Path, model: Path, data: Path | None, metric: str, as_json: bool) -> None:
     """PyTorch (CHECKPOINT) against the runtime (MODEL) on the same audio: errors per output.
@@ -187,7 +193,7 @@ def _print_parity(report: dict[str, Any], model: str, clips: int, metric: str) -
 
 
 @click.command("scan")
-@click.option("--length", type=click.IntRange(min=1), default=None, help="Scan length L (default: a 5 s first stage).")
+@click.option("--length", type=click.IntRange(min=1), show_default="a 5 s first stage", help="Scan length L.")
 @click.option("--no-model", is_flag=True, help="Skip exporting and timing the whole FFMamba (about a minute).")
 def bench_scan_command(length: int | None, no_model: bool) -> None:
     """Selective scan and FFMamba on one core: chunked vs sequential, ONNX flavour, 5 s clip latency."""
@@ -198,6 +204,58 @@ def bench_scan_command(length: int | None, no_model: bool) -> None:
         click.echo(line)
 
 
+@click.command("zoo")
+@click.option("--models", "names", multiple=True, help="Models to include (repeat, or comma-separated) [default: all].")
+@click.option("--seconds", type=click.FloatRange(min=1.0), default=5.0, show_default=True, help="Clip length.")
+@click.option(
+    "-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("bench_zoo"),
+    show_default=True, help="Folder for zoo.csv, zoo.md, zoo.json and zoo.png.",
+)  # fmt: skip
+@click.option("--checkpoint", "checkpoints", multiple=True, metavar="NAME=CHECKPOINT",
+              help="A trained checkpoint or run folder for a model (default: random weights).")  # fmt: skip
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Score each model on this data set.")
+@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True, help="Timed rounds per model.")
+@click.option(
+    "--exported", type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Time the runtime only, on every .onnx/.engine in this folder (no torch needed: a Jetson's view).",
+)  # fmt: skip
+def bench_zoo_command(
+    names: tuple[str, ...],
+    seconds: float,
+    out_dir: Path,
+    checkpoints: tuple[str, ...],
+    data: Path | None,
+    rounds: int,
+    exported: Path | None,
+) -> None:
+    """Every model of the zoo: size, GMACs, export, eager and runtime latency, memory, parity, ideal device time."""
+    from export.bench_zoo import bench_exported, bench_zoo, bench_zoo_lines, write_reports
+
+    if exported is not None:
+        rows = bench_exported(exported, seconds, rounds)
+        write_reports(rows, seconds, out_dir)
+        for line in bench_zoo_lines(rows, seconds):
+            click.echo(line)
+        return
+    require("torch", "train")
+    from seld_edge.models import list_models
+
+    wanted = [n for name in names for n in name.split(",") if n] or None
+    for name in wanted or []:
+        if name not in list_models():
+            raise unknown_name("model", name, list_models())
+    given = {}
+    for item in checkpoints:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise SeldEdgeError(f"--checkpoint {item!r} is not NAME=CHECKPOINT")
+        given[name] = Path(path)
+    rows = bench_zoo(wanted, seconds, out_dir, given, data, rounds, log=lambda line: click.echo(line, err=True))
+    for line in bench_zoo_lines(rows, seconds):
+        click.echo(line)
+    click.echo(f"wrote zoo.csv, zoo.md, zoo.json and zoo.png to {out_dir}")
+
+
 def register(main: click.Group) -> None:
     """The export layer's commands (entry point ``seld_edge.commands``: export)."""
     main.add_command(export_command)
@@ -205,3 +263,4 @@ def register(main: click.Group) -> None:
     bench = main.commands["bench"]
     assert isinstance(bench, click.Group)
     bench.add_command(bench_scan_command)
+    bench.add_command(bench_zoo_command)

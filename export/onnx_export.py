@@ -6,6 +6,10 @@ reports one line ("onnx: 2.9 MB in 3.1 s", or how long it ran before an unexpect
 re-raises; every call returns an :class:`ExportResult` row. Unlike it, nothing is installed and no
 option is silently switched off.
 
+An ONNX export reports five stages, one line each as it starts, since the slow ones take minutes for
+the Mamba models (FFMamba: about two minutes on one core, mostly tracing): load, trace, optimise,
+check, write.
+
 The ONNX graph takes raw features (batch, C, T, F) float32 per input (``features``, or one per part of
 a composite) with a dynamic batch and a dynamic time axis (1 s to 60 s by default, T a whole number of
 label frames; a network whose card fixes its time axis takes exactly its window) and carries its
@@ -35,6 +39,8 @@ from seld_edge.model_metadata import ModelMetadata
 from training.checkpoint import checkpoint_metadata, load_checkpoint, resolve_checkpoint
 
 OPSETS = range(18, 21)  # TensorRT 10.3 parses 9-20; the dynamo exporter writes 18 natively
+STAGES = ("load", "trace", "optimise", "check", "write")
+"""The stages of an ONNX export, in order; each is announced by :meth:`Exporter.stage`."""
 logger = logging.getLogger(__name__)
 
 
@@ -125,7 +131,9 @@ class Exporter:
     def __init__(
         self, checkpoint: str | Path, options: ExportOptions | None = None, log: Callable[[str], None] = logger.info
     ) -> None:
+        self.log = log
         self.stem = resolve_checkpoint(checkpoint)
+        self.stage("load", f"{self.stem.with_suffix('.json')}")
         self.system, self.meta = load_checkpoint(self.stem.with_suffix(".json"))
         if not self.system.format.decodable:
             raise SeldEdgeError(
@@ -133,7 +141,10 @@ class Exporter:
                 "compose it with its other part (seld-edge compose) and export that"
             )
         self.options = options or ExportOptions()
-        self.log = log
+
+    def stage(self, name: str, detail: str) -> None:
+        """One line as a stage of :data:`STAGES` starts: "[2/5] trace: ...", so a long export is never silent."""
+        self.log(f"[{STAGES.index(name) + 1}/{len(STAGES)}] {name}: {detail}")
 
     def __call__(self, fmt: str, out: str | Path) -> ExportResult:
         if fmt not in FORMATS:
@@ -158,6 +169,7 @@ class Exporter:
             for finding in findings:
                 self.log(str(finding))
             refuse_if_strict(findings, self.options.strict, str(out))
+            self.stage("write", str(out))
             handle.write(model.SerializeToString())
 
         atomic_write(out, write)
@@ -195,9 +207,8 @@ class Exporter:
             dynamic_shapes.append({0: batch, 2: time_axis} if dynamic_time else {0: batch})
         clips = f"{self.options.min_seconds:g}-{self.options.max_seconds:g} s clips" if dynamic_time else (
             f"{meta.window_labels / meta.label_rate_hz:g} s windows")  # fmt: skip
-        self.log(
-            f"onnx: exporting {meta.model} (torch {torch.__version__.split('+')[0]}, opset {self.options.opset}, "
-            f"{clips})"
+        self.stage(
+            "trace", f"{meta.model} with torch {torch.__version__.split('+')[0]} (opset {self.options.opset}, {clips})"
         )
         with register_gru_while_loop_decomposition(), register_lstm_while_loop_decomposition(), quiet_torch_export():
             program = torch.onnx.export(
@@ -208,12 +219,15 @@ class Exporter:
                 opset_version=self.options.opset,
                 dynamic_shapes=(tuple(dynamic_shapes),),  # forward(*features): one tensor per input
                 external_data=False,
-                optimize=True,
+                optimize=False,  # the next stage, on its own line
                 verbose=False,
                 custom_translation_table=translation_table(self.options.scan),
             )
+        self.stage("optimise", f"{len(program.model.graph)} nodes: constant folding, unused nodes")
+        program.optimize()
         model = program.model_proto
         onnx.helper.set_model_props(model, meta.to_props())
+        self.stage("check", f"{len(model.graph.node)} nodes: ONNX checker, TensorRT {self.options.trt_version} rules")
         onnx.checker.check_model(model, full_check=True)
         return model
 

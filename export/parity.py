@@ -16,13 +16,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from runtime.pipeline import Model, clip_events, hop_labels
+from runtime.pipeline import Model, clip_events
 from seld_edge.audio import read_audio
 from seld_edge.features import compute_features
 from seld_edge.formats import Event, find_clips, read_events
 from seld_edge.formats.dataset import recordings
-from seld_edge.inference import n_label_frames
+from seld_edge.inference import hop_labels, n_label_frames
 from seld_edge.metrics import evaluate, selection_score
 from seld_edge.model_metadata import ModelMetadata
 from seld_edge.models import Systems
@@ -95,6 +96,7 @@ def compare(
     runtime: Model,
     clips: Sequence[ParityClip],
     metric: str = "dcase2023",
+    progress: bool = True,
 ) -> dict[str, Any]:
     """The parity report (design.md's --json keys). delta_seld is None without reference events.
 
@@ -103,6 +105,7 @@ def compare(
     show in the results. End to end, both sides run the runtime's offline pipeline
     (runtime.pipeline.clip_events): same windows, averaging and post-processing as `seld-edge run` and
     `seld-edge predict`. The outputs themselves are compared on the same windows of the runtime's features.
+    A progress bar (stderr) counts the clips: a data set's held-out split takes minutes.
     """
     meta = runtime.metadata
     hop = hop_labels(meta)
@@ -111,7 +114,7 @@ def compare(
     per_output: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {name: [] for name in meta.output_names}
     feature_error = 0.0
     pairs_torch, pairs_runtime, differing = [], [], 0
-    for clip in clips:
+    for clip in tqdm(clips, desc="parity", unit="clip", disable=not progress):
         features, twin_features = {}, {}
         for model_input in meta.inputs:
             audio = clip.audio[model_input.name]

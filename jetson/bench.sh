@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks seld-edge's engines on a Jetson: prints the power mode and clocks, then for each *.engine
-# under DIR `seld-edge bench runtime --model ENGINE --seconds 60`, then `seld-edge bench features`.
+# under DIR `seld-edge bench runtime --model ENGINE --seconds 60`, then `seld-edge bench features`, then
+# `seld-edge bench zoo --exported DIR`: the zoo table's runtime columns for every model in DIR, the same
+# command and table as on the PC (whose other columns need torch).
 #
 # Usage: ./jetson/bench.sh [DIR]          (DIR: default the current folder)
 # Environment: SELD_EDGE  the seld-edge command (default: seld-edge; e.g. ~/.seld-edge/venv/bin/seld-edge)
@@ -76,5 +78,7 @@ for engine in "${engines[@]}"; do
 done
 echo "== $SELD_EDGE bench features"
 "$SELD_EDGE" bench features || failed=1
+echo "== $SELD_EDGE bench zoo --exported $DIR"
+"$SELD_EDGE" bench zoo --exported "$DIR" -o "$DIR/bench_zoo" || failed=1
 
 [ "$failed" = 0 ] || { echo "bench.sh: a benchmark failed (see above)" >&2; exit 1; }

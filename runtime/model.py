@@ -18,7 +18,7 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from runtime.onnx_weights import first_non_finite
-from seld_edge.errors import SeldEdgeError
+from seld_edge.errors import SeldEdgeError, unknown_name
 from seld_edge.formats.label_rate import outputs_on_grid
 from seld_edge.inference import checked_outputs
 from seld_edge.model_metadata import ModelMetadata
@@ -55,7 +55,7 @@ def execution_providers(provider: str, available: Sequence[str]) -> list[str]:
     if provider == "auto":
         return [p for p in (TENSORRT, CUDA) if p in available] + [CPU]
     if provider not in PROVIDERS:
-        raise SeldEdgeError(f"unknown execution provider {provider!r} (known: {', '.join(PROVIDERS)}, auto)")
+        raise unknown_name("execution provider", provider, [*PROVIDERS, "auto"])
     if provider == "cpu":
         return [CPU]
     wanted = PROVIDERS[provider]

@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from runtime.stream import LabelFrame, LatencyStats, StreamingSeld
+from runtime.stream import LabelFrame, LatencyStats, stream_blocks
 from seld_edge.audio import check_audio_file
 from seld_edge.errors import SeldEdgeError
 from seld_edge.features import FileFeatures
@@ -27,12 +27,17 @@ from seld_edge.formats import Event, format_events
 from seld_edge.formats.dataset import recordings
 from seld_edge.formats.dcase_csv import csv_header, format_rows
 from seld_edge.formats.label_rate import grid_blocks
-from seld_edge.inference import BATCH_SIZE, ArrayFeatures, FeatureSource, ModelOutputError, output_blocks
+from seld_edge.inference import (
+    BATCH_SIZE,
+    HOP_SECONDS,
+    ArrayFeatures,
+    FeatureSource,
+    ModelOutputError,
+    hop_labels,
+    output_blocks,
+)
 from seld_edge.io import OutputSet
 from seld_edge.model_metadata import ModelMetadata
-
-HOP_SECONDS = 2.5
-"""Hop between the offline windows (the window is the model's own), as in ``seld-edge predict``."""
 
 BLOCK_SECONDS = 0.1
 """Block length of ``--stream``: what a live source delivers at a time."""
@@ -76,12 +81,6 @@ def plan(source: str | Path, out_dir: str | Path, meta: ModelMetadata) -> list[J
             raise SeldEdgeError(f"{seen[target]} and {first} would both write {target}; rename one")
         seen[target] = first
     return jobs
-
-
-def hop_labels(meta: ModelMetadata, hop_seconds: float = HOP_SECONDS) -> int:
-    """Hop between offline windows in label frames: hop_seconds, at least one frame and at most the
-    window (a longer hop would leave frames between windows without an output)."""
-    return min(max(1, round(hop_seconds * meta.label_rate_hz)), meta.window_labels)
 
 
 def clip_sources(meta: ModelMetadata, files: Mapping[str, Path]) -> dict[str, FeatureSource]:
@@ -144,19 +143,24 @@ def _in_memory(meta: ModelMetadata, features: Mapping[str, np.ndarray]) -> dict[
 
 
 def run_files(
-    model: Model, source: str | Path, out_dir: str | Path, progress: bool = True, tta: bool = False
+    model: Model,
+    source: str | Path,
+    out_dir: str | Path,
+    progress: bool = True,
+    tta: bool = False,
+    label: str = "run",
 ) -> list[Path]:
     """Offline: one DCASE CSV per clip of source (a file or a folder, searched recursively).
 
-    Any Model runs here: ONNX Runtime for `seld-edge run`, PyTorch for `seld-edge predict`. Each CSV
-    is written as its events are decoded, into the set's staging folder; the set moves into out_dir
-    when every clip is done.
+    Any Model runs here: ONNX Runtime for `seld-edge run`, PyTorch for `seld-edge predict`; ``label``
+    names the progress bar after the command. Each CSV is written as its events are decoded, into the
+    set's staging folder; the set moves into out_dir when every clip is done.
     """
     meta = model.metadata
     form = meta.format.csv_form
     jobs = plan(source, out_dir, meta)
     with OutputSet(out_dir, [target for _, target in jobs]) as outputs:
-        with tqdm(jobs, desc="clips", unit="file", disable=not progress) as bar:
+        with tqdm(jobs, desc=label, unit="clip", disable=not progress) as bar:
             for files, target in bar:
                 sources = clip_sources(meta, files)
                 with outputs.open(target) as csv:
@@ -182,13 +186,11 @@ def stream_file(
     lookahead is in label frames (see :class:`runtime.stream.StreamingSeld`).
     """
     config = model.metadata.feature_config
-    stream = StreamingSeld(model.metadata, model, lookahead, stats)
     blocksize = max(1, round(block_seconds * config.sample_rate))
     try:
         with sf.SoundFile(str(path)) as audio:
-            for block in audio.blocks(blocksize, dtype="float32", always_2d=True):
-                yield from stream.push(block.T)
-        yield from stream.finish()
+            blocks = (block.T for block in audio.blocks(blocksize, dtype="float32", always_2d=True))
+            yield from stream_blocks(model.metadata, model, blocks, lookahead, stats)
     except SeldEdgeError as err:
         raise SeldEdgeError(f"{path}: {err}") from None
     except sf.LibsndfileError as err:

@@ -1,9 +1,10 @@
 """Streaming SELD: audio blocks in, one label frame of events out as soon as it can be computed.
 
 The core, :class:`StreamingSeld`, is fed numpy blocks (channels, samples) by whoever owns the
-audio: ``seld-edge run --stream`` reads a file in 100 ms blocks (runtime.pipeline), a live capture
-callback would push what the sound card delivers. It holds constant memory whatever the stream
-length: a bounded audio buffer, the model's window of feature frames and median_size label outputs.
+audio (:func:`stream_blocks` runs any iterable of blocks through it): ``seld-edge run --stream`` reads
+a file in 100 ms blocks (runtime.pipeline), a live run reads a pipe or a sound card (runtime.live).
+It holds constant memory whatever the stream length: a bounded audio buffer, the model's window of
+feature frames and median_size label outputs.
 
 How each block is processed:
 
@@ -12,13 +13,16 @@ How each block is processed:
    a frame needs n_fft/2 samples of look-ahead (21 ms for n_fft 1024 at 24 kHz); the start and the end
    of the stream get the same reflect padding as the offline :func:`seld_edge.features.functional.stft`,
    so the linear spectra, intensity vectors and mel bands equal the offline ones.
-2. A look-back of ``metadata.window_frames`` feature frames (the model's training window). When the
+2. A look-back of the model's window of feature frames (its training window). When the
    frames of a label frame are complete, the model runs on the latest window (on all frames so far while
    fewer than a window have arrived) and that label frame's outputs are its last output frame. With a
    look-ahead of L label frames, label frame j instead takes row -1-L of the window that ends with frame
    j + L: L x 100 ms more delay for right context (at the end of the stream the last window's rows).
-3. Post-processing per label frame: the median filter of size k needs k // 2 frames of the future, so
-   label frame j is emitted when frame j + k // 2 has outputs (k // 2 x 100 ms later; nothing is delayed
+3. The model's frames on the 100 ms grid, as offline (seld_edge.formats.label_rate): a 5 Hz model's
+   frame becomes two grid frames, a 20 Hz model's pair of frames one (their mean). Below, "label frame"
+   is the model's frame and "grid frame" the 100 ms one; for a 10 Hz model they are the same.
+4. Post-processing per grid frame: the median filter of size k needs k // 2 frames of the future, so
+   grid frame j is emitted when frame j + k // 2 has outputs (k // 2 x 100 ms later; nothing is delayed
    for k = 1); at the end of the stream the last frames are filtered with the clip-end reflection, as
    offline. Then the output format's decoder with the model's thresholds.
 
@@ -40,6 +44,7 @@ Where streaming and offline (`seld-edge run` without --stream) differ, by design
 
 import time
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -331,3 +336,18 @@ class StreamingSeld:
         events = self._decoder.to_events(row, self._format, self.metadata.num_classes)
         self._emitted += 1
         return LabelFrame(index, tuple(replace(e, frame=index) for e in events))
+
+
+def stream_blocks(
+    metadata: ModelMetadata,
+    network: Network,
+    blocks: Iterable[np.ndarray],
+    lookahead: int = 0,
+    stats: LatencyStats | None = None,
+) -> Iterator[LabelFrame]:
+    """Every label frame of a stream of (in_channels, n) float32 blocks, each yielded as soon as it is
+    decided; the end of ``blocks`` is the end of the stream (:meth:`StreamingSeld.finish`)."""
+    stream = StreamingSeld(metadata, network, lookahead, stats)
+    for block in blocks:
+        yield from stream.push(block)
+    yield from stream.finish()

@@ -1,34 +1,27 @@
 """The timing helpers every benchmark shares (each layer owns its benchmarks: runtime/bench.py,
 training/bench.py, export/bench_scan.py).
 
-Timing follows Ultralytics' ProfileModels habits: warm up, repeat over a minimum window, report the
-median so one slow outlier does not move the figure. Runs are pinned to one core
-(os.sched_setaffinity) because the target is one Jetson-class core, not this machine's BLAS pool.
+Timing follows Ultralytics' ProfileModels habits: warm up, repeat, report the median so one slow
+outlier does not move the figure. Compared calls are timed in turns (:func:`time_calls_in_turns`), and
+every run happens inside :func:`one_core`: the process pinned to one CPU and every thread pool it has
+loaded limited to one thread, because the target is one Jetson-class core. Pinning alone is not enough:
+numpy's OpenBLAS, like any OpenMP pool, still starts a thread per core of the machine, and on a pinned
+process those threads take turns on the one core (measured: the runtime benchmark printed 0.23x for what
+is 3.9x with the pool limited).
 """
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 
-def time_call(fn: Callable[[], object], min_seconds: float = 1.0, warmup: int = 2, min_repeats: int = 5) -> float:
-    """Median wall time of fn() in seconds."""
-    for _ in range(warmup):
-        fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_repeats or time.perf_counter() - start < min_seconds:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
-def time_calls_in_turns(fns: dict[str, Callable[[], object]], rounds: int = 15, warmup: int = 2) -> dict[str, float]:
-    """Median wall time of each fn() in seconds, timed one after another round by round.
+def timings_in_turns(fns: dict[str, Callable[[], object]], rounds: int = 15, warmup: int = 2) -> dict[str, list[float]]:
+    """Wall times of each fn() in seconds, one per round, timed one after another round by round.
 
     For ratios between calls: a busy spell of a shared machine then slows every call alike instead of
     only the one timed during it (timed apart, one run in five of ``seld-edge bench scan`` put the
@@ -43,14 +36,39 @@ def time_calls_in_turns(fns: dict[str, Callable[[], object]], rounds: int = 15, 
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    return {name: float(np.median(t)) for name, t in times.items()}
+    return times
 
 
-def pin_to_one_core() -> int:
-    """Restrict this process (and its BLAS threads) to one CPU; returns that CPU's index."""
-    cpu = min(os.sched_getaffinity(0))
+def time_calls_in_turns(fns: dict[str, Callable[[], object]], rounds: int = 15, warmup: int = 2) -> dict[str, float]:
+    """Median wall time of each fn() in seconds, timed in turns (:func:`timings_in_turns`)."""
+    return {name: float(np.median(t)) for name, t in timings_in_turns(fns, rounds, warmup).items()}
+
+
+@contextlib.contextmanager
+def one_core() -> Iterator[int]:
+    """Run the block on one CPU with one thread per pool; yields that CPU's index, restores both on exit.
+
+    The pools are those loaded when the block starts (threadpoolctl limits what it finds: OpenBLAS, MKL,
+    OpenMP), so enter it after the libraries under test are imported. PyTorch's intra-op pool and ONNX
+    Runtime's are set by their own calls (``torch.set_num_threads(1)``, ``intra_op_num_threads = 1``).
+    """
+    previous = os.sched_getaffinity(0)
+    cpu = min(previous)
     os.sched_setaffinity(0, {cpu})
-    return cpu
+    try:
+        with threadpool_limits(limits=1):
+            yield cpu
+    finally:
+        os.sched_setaffinity(0, previous)
+
+
+def speedup(baseline_s: float, candidate_s: float) -> str:
+    """How much faster the candidate is than the baseline, in words: "3.9x faster" or "0.8x (slower)".
+
+    One wording for every benchmark, so that a ratio below 1 never reads as a speed-up ("0.23x faster").
+    """
+    ratio = baseline_s / candidate_s
+    return f"{ratio:.1f}x faster" if ratio >= 1.0 else f"{ratio:.2g}x (slower)"
 
 
 ASSETS = Path(__file__).resolve().parent / "assets"

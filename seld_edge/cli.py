@@ -16,6 +16,7 @@ from seld_edge.errors import USER_ERROR_EXIT_CODE, SeldEdgeError, require, user_
 from seld_edge.features import FEATURE_KINDS
 from seld_edge.metrics import METRICS
 from seld_edge.plot_cli import plot_command
+from seld_edge.text import plural
 
 
 class _Group(click.Group):
@@ -37,7 +38,10 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("out_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "-o", "--output", "output", type=click.Path(file_okay=False, path_type=Path), help="Output folder (or OUT_DIR)."
+)
 @click.option(
     "--format",
     "fmt",
@@ -50,10 +54,19 @@ def main() -> None:
 @click.option(
     "--seconds", type=click.FloatRange(min=1.0, max=600.0), default=30.0, show_default=True, help="Scene length."
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the scenes.")
 @click.option("--no-reflections", is_flag=True, help="Leave out the early reflections.")
-def synth(out_dir: Path, fmt: str, n_train: int, n_test: int, seconds: float, seed: int, no_reflections: bool) -> None:
-    """Write a synthetic STARSS23-layout data set (audio + DCASE metadata) to OUT_DIR.
+def synth(
+    out_dir: Path | None,
+    output: Path | None,
+    fmt: str,
+    n_train: int,
+    n_test: int,
+    seconds: float,
+    seed: int,
+    no_reflections: bool,
+) -> None:
+    """Write a synthetic STARSS23-layout data set (audio + DCASE metadata) to OUT_DIR (or -o DIR).
 
     The data set is written whole or (on any error) not at all; one already in OUT_DIR is replaced,
     its scenes that the new one lacks removed.
@@ -61,17 +74,45 @@ def synth(out_dir: Path, fmt: str, n_train: int, n_test: int, seconds: float, se
     from seld_edge.synth import generate_dataset
     from seld_edge.synth.dataset import parse_formats
 
+    if (out_dir is None) == (output is None):
+        raise click.UsageError("give the output folder once: OUT_DIR or -o/--output")
+    out_dir = out_dir or output
     formats = parse_formats(fmt)
     paths = generate_dataset(
         out_dir, fmt=formats, n_train=n_train, n_test=n_test, seconds=seconds, seed=seed, reflections=not no_reflections
     )
-    click.echo(f"wrote {len(paths) // len(formats)} scenes ({', '.join(formats)}) to {out_dir}")
+    click.echo(f"wrote {plural(len(paths) // len(formats), 'scene')} ({', '.join(formats)}) to {out_dir}")
+
+
+@main.group()
+def convert() -> None:
+    """Convert a data set to another recording format."""
+
+
+@convert.command("stereo")
+@click.argument("src_root", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("dst_root", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--clip-seconds", type=float, default=5.0, show_default=True, help="Clip length, a multiple of 0.1 s.")
+def convert_stereo(src_root: Path, dst_root: Path, clip_seconds: float) -> None:
+    """FOA data set in the STARSS layout (SRC_ROOT/foa_dev, metadata_dev) -> DCASE 2025 stereo clips in DST_ROOT:
+    L = W + Y, R = W - Y, azimuth folded to [-90, 90], distance in cm, the 2025 header row."""
+    from seld_edge.convert import convert_to_stereo
+
+    done = convert_to_stereo(src_root, dst_root, clip_seconds)
+    click.echo(
+        f"wrote {done.clips} stereo clips of {clip_seconds:g} s from {done.recordings} FOA recordings to {dst_root}"
+        f" ({done.dropped_seconds:.1f} s of tails shorter than a clip left out)"
+    )
 
 
 @main.command()
 @click.argument("audio", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--kind", required=True, help=f"Feature kind: {', '.join(FEATURE_KINDS)}.")
-@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--kind", type=click.Choice(FEATURE_KINDS), default="foa_logmel_iv", show_default=True, help="Feature kind."
+)
+@click.option(
+    "-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The .npy file."
+)
 def features(audio: Path, kind: str, out: Path) -> None:
     """Compute features of AUDIO and save them as a (C, T, F) float32 .npy file."""
     import numpy as np
@@ -93,17 +134,46 @@ def features(audio: Path, kind: str, out: Path) -> None:
 @main.command("eval")
 @click.option("--ref", "ref_dir", required=True, type=click.Path(path_type=Path), help="Reference CSV folder.")
 @click.option("--pred", "pred_dir", required=True, type=click.Path(path_type=Path), help="Prediction CSV folder.")
-@click.option("--metric", type=click.Choice(METRICS), default="dcase2023", show_default=True)
+@click.option("--metric", type=click.Choice(METRICS), default="dcase2023", show_default=True, help="DCASE metric.")
+@click.option("--per-class", is_flag=True, help="Also give the results of each class (not for dcase2021).")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as one JSON object.")
-def evaluate(ref_dir: Path, pred_dir: Path, metric: str, as_json: bool) -> None:
-    """Score predicted DCASE CSVs against references with the official DCASE metric definitions."""
-    from seld_edge.metrics import evaluate_dirs
+def evaluate(ref_dir: Path, pred_dir: Path, metric: str, per_class: bool, as_json: bool) -> None:
+    """Score predicted DCASE CSVs against references with the official DCASE metric definitions.
 
-    scores = evaluate_dirs(ref_dir, pred_dir, metric=metric)
+    Warnings (missing predictions, predictions or a metric of another data form) and notes go to stderr;
+    they never change a score. --per-class prints each class's results as the DCASE baselines do (in
+    --json under "per_class"); the overall scores are their official averages.
+    """
+    from seld_edge.formats import STARSS23_CLASSES
+    from seld_edge.metrics import evaluation_report
+
+    if per_class and metric == "dcase2021":
+        raise SeldEdgeError("--per-class: dcase2021 averages over events (micro), it has no per-class results")
+    report = evaluation_report(ref_dir, pred_dir, metric=metric)
+    for line in report.warnings:
+        click.echo(f"warning: {line}", err=True)
+    for line in report.notes:
+        click.echo(f"note: {line}", err=True)
+    table = report.per_class if per_class else None
     if as_json:
-        click.echo(json.dumps({k: (None if math.isnan(v) else v) for k, v in scores.items()}))
-    else:
-        click.echo("  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+        result: dict[str, Any] = {k: _json_number(v) for k, v in report.scores.items()}
+        if table is not None:
+            result["per_class"] = [
+                {"class": i, "name": STARSS23_CLASSES[i], **{k: _json_number(v[i]) for k, v in table.items()}}
+                for i in range(len(STARSS23_CLASSES))
+            ]
+        click.echo(json.dumps(result))
+        return
+    if table is not None:
+        click.echo(f"{'class':<24}" + "".join(f"{k:>9}" for k in table))
+        for i, name in enumerate(STARSS23_CLASSES):
+            click.echo(f"{i:>2} {name:<21}" + "".join(f"{v[i]:>9.4f}" for v in table.values()).replace("nan", "  -"))
+    click.echo("  ".join(f"{k} {v:.4f}" for k, v in report.scores.items()))
+
+
+def _json_number(value: float) -> float | None:
+    """JSON has no NaN: an undefined score (nothing matched) is null."""
+    return None if math.isnan(value) else float(value)
 
 
 @main.group()
@@ -112,18 +182,20 @@ def bench() -> None:
 
 
 @main.command()
-def models() -> None:
-    """The model zoo: name, parameter count, feature kind, output format."""
+@click.option("--seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Clip length for MACs.")
+def models(seconds: float) -> None:
+    """The model zoo: parameters, GMACs per clip (as the runtime windows it), feature kinds, output format."""
     require("torch", "train")
-    from seld_edge.models import list_models, model_card, new_system
+    from seld_edge.models import list_models, model_card
+    from seld_edge.models.complexity import model_complexity
 
-    click.echo(f"{'name':<16}{'params':>12}  {'feature kind':<20}{'output format':<14}")
+    click.echo(f"{'name':<18}{'params':>11}  {f'GMACs/{seconds:g} s':>12}  {'feature kinds':<34}output format")
     for name in list_models():
         card = model_card(name)
-        system = new_system(name)
-        params = sum(p.numel() for p in system.parameters())
-        kinds = ",".join(i.feature_config.kind for i in system.inputs)
-        click.echo(f"{name:<16}{params / 1e6:>10.3f} M  {kinds:<20}{card.output_format:<14}")
+        cost = model_complexity(name, seconds)
+        kinds = ",".join(card.feature_kinds)
+        row = f"{name:<18}{cost.parameters / 1e6:>9.3f} M  {cost.gmacs:>12.2f}  {kinds:<34}{card.output_format}"
+        click.echo(row)
 
 
 def _register_layer_commands() -> None:

@@ -20,6 +20,14 @@ from seld_edge.postprocess import OverlapAverage, window_starts
 
 Network = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 BATCH_SIZE = 16
+HOP_SECONDS = 2.5
+"""Hop between offline windows (the window is the model's own): `run`, `predict` and validation."""
+
+
+def hop_labels(meta: ModelMetadata, hop_seconds: float = HOP_SECONDS) -> int:
+    """Hop between offline windows in label frames: hop_seconds, at least one frame and at most the
+    window (a longer hop would leave frames between windows without an output)."""
+    return min(max(1, round(hop_seconds * meta.label_rate_hz)), meta.window_labels)
 
 
 def tta_transforms(meta: ModelMetadata) -> tuple[FoaTransform, ...]:
@@ -78,14 +86,14 @@ def output_blocks(
     network: Network,
     sources: Mapping[str, FeatureSource],
     meta: ModelMetadata,
-    hop_labels: int,
+    hop: int,
     tta: bool = False,
     batch_size: int = BATCH_SIZE,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Network outputs at the model's label rate for a clip, in consecutive blocks of frames from the first.
 
     Every input is zero-padded to whole label frames (and at least one window), cut into windows of
-    ``meta.window_labels`` every hop_labels label frames, and the windows' outputs are averaged where
+    ``meta.window_labels`` every hop label frames, and the windows' outputs are averaged where
     they overlap. With tta, each window also goes through every transform of :func:`tta_transforms`
     and the outputs are transformed back by the output format before averaging (M2M-AST's 16-way FOA
     rotation). Windows are run batch_size at a time; after each batch the frames no later window reaches
@@ -95,7 +103,7 @@ def output_blocks(
     per_label = {i.name: meta.frames_per_label(i) for i in meta.inputs}
     n_labels = max(-(-sources[i.name].n_frames // per_label[i.name]) for i in meta.inputs)
     window = meta.window_labels
-    starts = window_starts(n_labels, window, hop_labels)
+    starts = window_starts(n_labels, window, hop)
     transforms: Sequence[FoaTransform | None] = tta_transforms(meta) if tta else (None,)
     averages = [{name: OverlapAverage(n_labels) for name in meta.output_names} for _ in transforms]
     fmt = meta.format

@@ -1,23 +1,18 @@
 """Post-processing from raw model outputs to events, shared unchanged by ``seld-edge predict`` and the runtime.
 
 The steps are those of M2M-AST and Stereo-RCnet: a clip longer than the model's input is cut into
-overlapping windows whose outputs are averaged (:func:`window_starts`, :func:`overlap_average`);
-optional 16-way FOA rotation test-time augmentation (:func:`rotate_outputs`); a median filter along
-time; per-class activity thresholds, tuned on validation data (:func:`tune_thresholds`); and, for
-multi-ACCDOA, merging same-class tracks closer than 15 degrees. :class:`PostProcessing` holds the
-settings and travels with checkpoints and exported models, so PyTorch and ONNX/TensorRT runs of one
-model write the same CSV. Numpy and scipy only: the runtime imports this without torch.
+overlapping windows whose outputs are averaged (:func:`window_starts`, :func:`overlap_average`;
+seld_edge.inference runs them, with optional test-time augmentation through the output format's
+transforms); a median filter along time; per-class activity thresholds, tuned on validation data
+(:func:`tune_thresholds`); and the output format's decoding (for multi-ACCDOA, merging same-class
+tracks closer than 15 degrees). :class:`PostProcessing` holds the settings and travels with
+checkpoints and exported models, so PyTorch and ONNX/TensorRT runs of one model write the same CSV.
+Numpy and scipy only: the runtime imports this without torch.
 
-Units. Windows are cut from the feature tensor, in feature frames; model outputs come in label
-frames (100 ms). With ``r`` feature frames per label frame (an integer the caller knows from the
-model, e.g. 5 for a 20 ms hop), cutting and averaging line up exactly when the feature clip, the
-window and the hop are all whole numbers of label frames:
-
-1. ``n_labels = ceil(n_feature_frames / r)``; pad the features at the end to ``n_labels * r`` frames.
-2. ``starts = window_starts(n_labels * r, window, hop)`` with window and hop multiples of ``r``; pad a
-   clip shorter than the window up to the window.
-3. Run the model on ``features[:, s : s + window]`` for each start; each gives ``window / r`` frames.
-4. ``overlap_average(outputs, label_starts(starts, r), n_labels)``, once per output array.
+Units. Windows are cut and averaged in the model's label frames (its output frames); each input's
+features are cut at the same label frames, r feature frames each (r whole, from the feature hop and
+the label rate). Median filter, thresholds and decoding act on the 100 ms DCASE grid, after
+seld_edge.formats.label_rate has put a model's outputs there.
 """
 
 import json
@@ -28,7 +23,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from seld_edge.errors import SeldEdgeError
+from seld_edge.errors import SeldEdgeError, unknown_name
 from seld_edge.formats.dcase_csv import Event
 from seld_edge.formats.output_format import OutputFormat, class_thresholds
 from seld_edge.metrics import evaluate, selection_score
@@ -207,9 +202,9 @@ class PostProcessing:
 
         Bad values come from a user's config or a damaged file, so they are user errors.
         """
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise SeldEdgeError(f"unknown post-processing keys: {', '.join(unknown)}")
+        known = [f.name for f in fields(cls)]
+        for key in sorted(set(data) - set(known)):
+            raise unknown_name("post-processing key", key, known)
         try:
             return cls(**data)
         except (TypeError, ValueError) as err:

@@ -6,19 +6,23 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from seld_edge.errors import SeldEdgeError
 from seld_edge.features import compute_features, feature_config
 from seld_edge.foa_transforms import FOA_TRANSFORMS
 from seld_edge.formats.dcase_csv import Event
 from tests.conftest import plane_wave_foa
 from training.augment import (
     AUGMENTATIONS,
+    AUGMIX_OPS,
     Augment,
     Augmentation,
+    AugMix,
     ChannelSwap,
     Cutout,
     FoaRotation,
     FreqShift,
     SpecAugment,
+    augmix_blend,
     build_augmentations,
 )
 
@@ -44,12 +48,14 @@ FOA_AUGMENTATIONS = [
     FreqShift(p=1.0, max_bins=3),
     SpecAugment(time_masks=2, time_width=8, freq_masks=2, freq_width=4),
     Cutout(p=1.0),
+    AugMix(max_shift_bins=3, time_width=8, freq_width=4),
 ]
 STEREO_AUGMENTATIONS = [
     ChannelSwap(p=1.0),
     FreqShift(p=1.0, max_bins=3),
     SpecAugment(time_masks=2, time_width=8, freq_masks=2, freq_width=4, spectral_channels=2),
     Cutout(p=1.0, spectral_channels=2),
+    AugMix(max_shift_bins=3, time_width=8, freq_width=4, spectral_channels=2),
 ]
 ALL = [(aug, foa_chunk) for aug in FOA_AUGMENTATIONS] + [(aug, stereo_chunk) for aug in STEREO_AUGMENTATIONS]
 IDS = [f"{type(aug).__name__}-{make.__name__}" for aug, make in ALL]
@@ -198,6 +204,85 @@ def test_freq_shift_moves_all_channels_by_k_bins_with_edge_fill():
     assert 70 <= sum(n for k, n in shifts.items() if k > 0) <= 130, "up and down equally likely"
 
 
+# ---------------------------------------------------------------- AugMix
+
+
+def test_augmix_blend_is_the_convex_mixture_and_m_zero_is_the_input():
+    x = stereo_chunk()
+    a, b = x + 3.0, x - 1.0
+    np.testing.assert_array_equal(augmix_blend(x, [a, b], np.array([0.25, 0.75]), 0.0), x)
+    np.testing.assert_array_equal(augmix_blend(x, [a], np.array([1.0]), 1.0), a)
+    # Hand-computed: 0.6 x + 0.4 (0.25 (x + 3) + 0.75 (x - 1)) = x + 0.4 (0.75 - 0.75) = x.
+    np.testing.assert_allclose(augmix_blend(x, [a, b], np.array([0.25, 0.75]), 0.4), x, atol=1e-5)
+    # 0.5 x + 0.5 (x + 3) = x + 1.5
+    np.testing.assert_allclose(augmix_blend(x, [a, x], np.array([1.0, 0.0]), 0.5), x + 1.5, atol=1e-5)
+
+
+def test_augmix_follows_algorithm_1_draw_for_draw():
+    """Dirichlet chain weights, a Beta blend weight, then the chains, from the one generator."""
+    features = stereo_chunk()
+    aug = AugMix(max_shift_bins=3, time_width=8, freq_width=4, spectral_channels=2)
+    for seed in range(5):
+        got, events = aug(features, EVENTS, np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)
+        assert rng.random() < aug.p
+        weights = rng.dirichlet([1.0, 1.0, 1.0])
+        m = rng.beta(1.0, 1.0)
+        chains = [aug.chain(features, EVENTS, rng) for _ in range(3)]
+        expected = (1 - m) * features + m * sum(w * c for w, c in zip(weights, chains, strict=True))
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+        assert events is EVENTS, "labels unchanged"
+        assert float(np.abs(got - features).mean()) > 1e-3, "it does augment"
+
+
+def test_augmix_gains_and_filters_keep_the_level_difference_between_channels():
+    """Every op acts on all spectra alike; with gains and equalisers only, L - R (the direction cue of
+    stereo log-mel) is exactly kept, and the change is one curve over frequency within the ops' range."""
+    features = stereo_chunk()
+    aug = AugMix(ops=("gain", "filter"), max_gain_db=6.0, max_filter_db=6.0, spectral_channels=2)
+    for seed in range(30):
+        out, _ = aug(features, EVENTS, np.random.default_rng(seed))
+        np.testing.assert_allclose(out[0] - out[1], features[0] - features[1], atol=1e-4)
+        change = out - features
+        np.testing.assert_allclose(change, np.broadcast_to(change[:1, :1], change.shape), atol=1e-4)
+        assert float(np.abs(change).max()) <= 3 * 6.0 + 1e-4, "a convex mixture of up to three ops of at most 6 dB"
+    foa = foa_chunk()
+    out, _ = AugMix(ops=("gain", "filter"))(foa, EVENTS, np.random.default_rng(0))
+    np.testing.assert_allclose(out[4:], foa[4:], atol=1e-6)  # intensity vectors keep their values
+    assert float(np.abs(out[:4] - foa[:4]).max()) > 0.1
+
+
+def test_augmix_chains_have_one_to_max_depth_ops():
+    """With gains only, a chain adds the sum of its gains: one to three of them, each within +-6 dB."""
+    features = stereo_chunk()
+    aug = AugMix(ops=("gain",), max_depth=3, max_gain_db=6.0, spectral_channels=2)
+    depths = Counter()
+    for seed in range(300):
+        rng = np.random.default_rng(seed)
+        chain = aug.chain(features, EVENTS, rng)
+        offset = float((chain - features).mean())
+        np.testing.assert_allclose(chain - features, offset, atol=1e-4)
+        replay = np.random.default_rng(seed)
+        depth = int(replay.integers(1, 4))
+        gains = []
+        for _ in range(depth):
+            replay.integers(1)  # the op drawn: the only one
+            gains.append(replay.uniform(-6.0, 6.0))
+        assert offset == pytest.approx(sum(gains), abs=1e-3)
+        depths[depth] += 1
+    assert sorted(depths) == [1, 2, 3] and min(depths.values()) > 70
+
+
+def test_augmix_options_are_checked():
+    with pytest.raises(ValueError, match="ops must be some of gain, filter"):
+        AugMix(ops=("rotate",))
+    with pytest.raises(ValueError, match="alpha must be > 0"):
+        AugMix(alpha=0.0)
+    with pytest.raises(ValueError, match="width must be an integer >= 1"):
+        AugMix(width=0)
+    assert AUGMIX_OPS == ("gain", "filter", "freq_shift", "time_mask", "freq_mask")
+
+
 # ---------------------------------------------------------------- shared properties
 
 
@@ -289,6 +374,12 @@ def test_build_defaults_follow_the_papers_scaled_to_the_feature_kind():
     assert (chain.augmentations[2].time_width, chain.augmentations[2].freq_width) == (80, 43)  # hop 300: 80 frames/s
     stereo = build_augmentations({"channel_swap": True, "cutout": True}, "stereo_logmel")
     assert stereo == Augment((ChannelSwap(p=0.5), Cutout(spectral_channels=2)))
+    # AugMix: width 3, depth 1-3, alpha 1 (Hendrycks et al.); shift and masks as freq_shift and spec_augment.
+    (augmix,) = build_augmentations({"augmix": True}, "stereo_logmel").augmentations
+    assert augmix == AugMix(p=1.0, width=3, max_depth=3, alpha=1.0, max_shift_bins=5, time_width=50, freq_width=22,
+                            spectral_channels=2)  # fmt: skip
+    (augmix,) = build_augmentations({"augmix": {"ops": ["gain", "filter"], "p": 0.5}}, "foa_logmel_iv").augmentations
+    assert augmix.ops == ("gain", "filter") and augmix.p == 0.5 and augmix.spectral_channels == 4
 
 
 def test_build_options_override_defaults_and_off_values_switch_off():
@@ -310,11 +401,11 @@ def test_build_options_override_defaults_and_off_values_switch_off():
 @pytest.mark.parametrize(
     ("settings", "kind", "message"),
     [
-        ({"rotation": True}, "foa_logmel_iv", "unknown augmentations: rotation; known: foa_rotation, channel_swap"),
+        ({"rotation": True}, "foa_logmel_iv", "unknown augmentation 'rotation'; did you mean foa_rotation"),
         (
             {"freq_shift": {"max_shift": 3}},
             "foa_logmel_iv",
-            "unknown freq_shift options: max_shift; known: max_bins, p",
+            "unknown freq_shift option 'max_shift'; did you mean max_bins",
         ),
         ({"foa_rotation": True}, "stereo_logmel", "foa_rotation needs FOA features.*'stereo_logmel'.*channel_swap"),
         ({"channel_swap": True}, "foa_logmel_iv", "channel_swap applies to 2-channel stereo.*'foa_logmel_iv'"),
@@ -325,12 +416,14 @@ def test_build_options_override_defaults_and_off_values_switch_off():
         ({"spec_augment": {"time_width": -1}}, "foa_logmel_iv", "time_width must be an integer >= 0"),
         ({"spec_augment": {"freq_masks": 1.5}}, "foa_logmel_iv", "freq_masks must be an integer"),
         ({"freq_shift": {"max_bins": 0}}, "foa_logmel_iv", "max_bins must be an integer >= 1"),
+        ({"augmix": {"ops": ["shear"]}}, "stereo_logmel", "ops must be some of"),
+        ({"augmix": {"depth": 2}}, "stereo_logmel", "unknown augmix options: depth; known: alpha, freq_width"),
     ],
 )
 def test_build_rejects_bad_settings_with_a_clear_message(settings, kind, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, SeldEdgeError), match=message):
         build_augmentations(settings, kind)
 
 
 def test_known_augmentation_names():
-    assert AUGMENTATIONS == ("foa_rotation", "channel_swap", "freq_shift", "spec_augment", "cutout")
+    assert AUGMENTATIONS == ("foa_rotation", "channel_swap", "freq_shift", "augmix", "spec_augment", "cutout")

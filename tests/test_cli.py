@@ -76,7 +76,7 @@ def test_synth_then_eval_json_gives_the_design_keys(cli, tmp_path):
     refs = data / "metadata_dev"
     result = cli.invoke(main, ["eval", "--ref", str(refs), "--pred", str(refs), "--json"])
     assert result.exit_code == 0, result.output
-    scores = json.loads(result.output)
+    scores = json.loads(result.stdout)  # notes and warnings go to stderr
     assert set(scores) == {"ER", "F", "LE", "LR", "SELD"}
     # Macro averaging over all 13 classes: an absent class counts F = 0, LR = 0 and LE = 180.
     present = len({line.split(",")[1] for csv in refs.rglob("*.csv") for line in csv.read_text().splitlines()})
@@ -84,13 +84,15 @@ def test_synth_then_eval_json_gives_the_design_keys(cli, tmp_path):
     assert scores["F"] == pytest.approx(present / 13) and scores["LR"] == pytest.approx(present / 13)
     assert scores["LE"] == pytest.approx(180.0 * (13 - present) / 13)
 
-    empty_preds = tmp_path / "preds"
+    empty_preds = tmp_path / "preds"  # a prediction file without rows for each clip (an empty folder is an error)
     empty_preds.mkdir()
+    for csv in refs.rglob("*.csv"):
+        (empty_preds / csv.name).write_text("")
     result = cli.invoke(
         main, ["eval", "--ref", str(refs), "--pred", str(empty_preds), "--json", "--metric", "dcase2024"]
     )
     assert result.exit_code == 0, result.output
-    scores = json.loads(result.output)
+    scores = json.loads(result.stdout)  # notes and warnings go to stderr
     assert set(scores) == {"ER", "F", "LE", "LR", "SELD", "DE", "RDE"}
     assert scores["F"] == 0.0 and scores["ER"] == 1.0, "every reference event is a deletion"
 

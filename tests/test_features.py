@@ -120,7 +120,7 @@ def test_feature_config_round_trips_through_json():
         assert FeatureConfig.from_json(config.to_json()) == config
     data = json.loads(FEATURE_KINDS["foa_logmel_iv"].to_json())
     data["hop"] = 10
-    with pytest.raises(SeldEdgeError, match="unknown feature config keys: hop"):
+    with pytest.raises(SeldEdgeError, match="unknown feature config key 'hop'; known: kind, audio_format, sample_rate"):
         FeatureConfig.from_json(json.dumps(data))
 
 

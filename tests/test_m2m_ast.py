@@ -1,19 +1,17 @@
 """M2M-AST (seed 001): the ViT blocks, the SED and DOA networks at both scales, and the DeiT transfer."""
 
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
-from torch.export import Dim
 from torch.utils.flop_counter import FlopCounterMode
 
-from export.graph_check import check_for_tensorrt
 from seld_edge.errors import SeldEdgeError
 from seld_edge.models import create, model_card
 from seld_edge.models.blocks.vit import Attention, PatchEmbed, patch_grid
@@ -208,59 +206,96 @@ def test_macs_per_window(name):
 # ---- ONNX export --------------------------------------------------------------------------------
 
 
-def export_and_compare(model: M2MAST, name: str, tmp_path) -> None:
-    """Export at opset 18 with a dynamic batch and the fixed 300-frame axis; compare with ONNX Runtime."""
-    model.eval()
-    channels = channels_of(name)
+def composite_checkpoint(root: Path, name: str) -> Path:
+    """The composite ``name`` composed (seld-edge compose) from random-weight checkpoints of its parts, each
+    with a random normaliser and the card's 3 s window."""
+    from dataclasses import asdict
+
+    from seld_edge.models import SeldSystem
+    from training.checkpoint import save_checkpoint
+    from training.compose import compose_checkpoint
+    from training.config import TrainConfig
+
+    rng = np.random.default_rng(0)
+    parts = {}
+    for part, network_name in model_card(name).parts.items():
+        torch.manual_seed(len(parts))
+        config = model_card(network_name).feature_config()
+        shape = (config.out_channels, 1, config.n_bins)
+        mean, std = rng.standard_normal(shape), rng.uniform(0.5, 1.5, shape)
+        system = SeldSystem(network_name, {}, mean.astype(np.float32), std.astype(np.float32)).eval()
+        info = {
+            "class_names": [f"class_{i}" for i in range(CLASSES)],
+            "postprocess": {"thresholds": 0.3, "median_size": 3},
+            "train_config": asdict(TrainConfig(network_name, "data", "run", chunk_seconds=3.0)),
+        }
+        parts[part] = root / part / "best"
+        save_checkpoint(parts[part], system, info)
+    return compose_checkpoint(name, parts, root / name).parent
+
+
+def export_run_and_compare(name: str, tmp_path: Path, data: Path | None) -> None:
+    """The composite through the command line: export --strict (two inputs, a fixed 300-frame axis),
+    parity against PyTorch, and with data `run` and `predict` writing the same events."""
+    from click.testing import CliRunner
+
+    from seld_edge.cli import main
+    from seld_edge.formats import read_events
+
+    cli = CliRunner()
+    checkpoint = composite_checkpoint(tmp_path / "runs", name)
+    model = tmp_path / f"{name}.onnx"
     start = time.perf_counter()
-    program = torch.onnx.export(
-        model,
-        (torch.randn(2, channels, FRAMES, MELS),),  # batch 2: a size-1 example axis would be specialised
-        input_names=["features"],
-        output_names=["output"],
-        opset_version=18,
-        dynamic_shapes=({0: Dim("batch", min=1)},),
-        external_data=False,
-        dynamo=True,
-        optimize=True,
-        verbose=False,
-    )
+    done = cli.invoke(main, ["export", str(checkpoint), "-o", str(model), "--strict"])
+    assert done.exit_code == 0, done.output
     export_s = time.perf_counter() - start
-    path = tmp_path / f"{name}.onnx"
-    onnx.save(program.model_proto, path)
-    proto = onnx.load(path)
-    errors = [str(f) for f in check_for_tensorrt(proto) if f.severity == "error"]
-    assert errors == []
+    proto = onnx.load(model, load_external_data=False)
+    shapes = [[d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in proto.graph.input]
+    assert [i.name for i in proto.graph.input] == ["features_sed", "features_doa"]
+    assert [s[1:] for s in shapes] == [[4, FRAMES, MELS], [7, FRAMES, MELS]] and all(
+        isinstance(s[0], str) for s in shapes
+    )
     ops = {node.op_type for node in proto.graph.node}
     assert {"MatMul", "Softmax"} <= ops and "Attention" not in ops
-    dims = proto.graph.input[0].type.tensor_type.shape.dim
-    assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [channels, FRAMES, MELS]
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    errors_by_batch = {}
-    for batch in (1, 3):
-        x = features(name, batch, seed=batch)
-        with torch.no_grad():
-            expected = model(x).numpy()
-        got = session.run(None, {"features": x.numpy()})[0]
-        errors_by_batch[batch] = float(np.abs(got - expected).max())
-    size_mb = path.stat().st_size / 1e6
-    print(f"{name}: export {export_s:.1f} s, {size_mb:.1f} MB, ops {sorted(ops)}, max abs error {errors_by_batch}")
-    assert max(errors_by_batch.values()) <= 1e-4
+    args = ["parity", str(checkpoint), str(model), "--json"] + (["--data", str(data)] if data else [])
+    done = cli.invoke(main, args)
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    size = model.stat().st_size / 1e6
+    print(f"{name}: export {export_s:.1f} s, {size:.1f} MB, parity max abs {report['max_abs_error']:.2e}")
+    assert report["max_abs_error"] <= 1e-4
+    if data is None:
+        return
+    for command, source, out in (("run", model, "rt"), ("predict", checkpoint, "pt")):
+        done = cli.invoke(main, [command, str(source), str(data), "-o", str(tmp_path / out)])
+        assert done.exit_code == 0, done.output
+    written = sorted(p.name for p in (tmp_path / "rt").glob("*.csv"))
+    assert written and written == sorted(p.name for p in (tmp_path / "pt").glob("*.csv"))
+    for csv_name in written:
+        runtime, torch_events = read_events(tmp_path / "rt" / csv_name), read_events(tmp_path / "pt" / csv_name)
+        assert [(e.frame, e.class_index, e.source) for e in runtime] == [
+            (e.frame, e.class_index, e.source) for e in torch_events
+        ]
+
+
+@pytest.fixture(scope="module")
+def foa_mic(tmp_path_factory) -> Path:
+    from seld_edge.synth import generate_dataset
+
+    root = tmp_path_factory.mktemp("foa_mic")
+    generate_dataset(root, fmt="foa,mic", n_train=0, n_test=2, seconds=7.0, seed=5, progress=False)
+    return root
+
+
+def test_tiny_composite_exports_runs_on_mic_and_foa_and_matches_pytorch(tmp_path, foa_mic):
+    """m2m_ast_tiny: SED on the MIC array, DOA on FOA, one graph; `run DATA/` on the STARSS layout."""
+    export_run_and_compare("m2m_ast_tiny", tmp_path, foa_mic)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("name", "overrides"),
-    [("m2m_ast_sed_tiny", {"per_channel": True}), ("m2m_ast_doa_tiny", {})],
-    ids=["sed_tiny_per_channel", "doa_tiny"],
-)
-def test_tiny_exports_and_matches_onnxruntime(name, overrides, tmp_path):
-    export_and_compare(network(name, **overrides), name, tmp_path)
-
-
-@pytest.mark.slow
-def test_big_exports_and_matches_onnxruntime(tmp_path):
-    export_and_compare(network("m2m_ast_doa"), "m2m_ast_doa", tmp_path)
+def test_published_composite_exports_and_matches_pytorch(tmp_path):
+    """m2m_ast at its published size (85.6 M + 86.8 M parameters), once: export --strict and parity."""
+    export_run_and_compare("m2m_ast", tmp_path, None)
 
 
 # ---- DeiT transfer ----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import sys
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -73,13 +74,15 @@ def test_missing_prediction_plots_the_reference_alone(tmp_path, monkeypatch):
     import seld_edge.plot
 
     calls = []
-    monkeypatch.setattr(seld_edge.plot, "plot_clip", lambda ref, pred, out, title, names: calls.append((pred, title)))
+    monkeypatch.setattr(
+        seld_edge.plot, "plot_clip", lambda ref, pred, out, title, names, **kw: calls.append((pred, kw))
+    )
     for name in ("a", "b"):
         _write_csv(tmp_path / "ref" / f"{name}.csv", REFERENCE)
     _write_csv(tmp_path / "pred" / "a.csv", PREDICTION)
     result = _invoke("--ref", tmp_path / "ref", "--pred", tmp_path / "pred", "-o", tmp_path / "out", "--clip", "b")
     assert result.exit_code == 0, result.output
-    assert calls == [([], "b (no prediction)")]
+    assert calls == [(None, {"stereo": False, "duration_s": None, "scores": None})]  # None: no prediction file
     monkeypatch.undo()
     result = _invoke("--ref", tmp_path / "ref", "--pred", tmp_path / "pred", "-o", tmp_path / "b.png", "--clip", "b")
     assert result.exit_code == 0, result.output
@@ -138,3 +141,103 @@ def test_without_matplotlib_the_error_names_the_extra(tmp_path, monkeypatch):
 def test_runs_group_consecutive_frames():
     assert _runs([]) == []
     assert _runs([0, 1, 2, 5, 7, 8]) == [(0, 3), (5, 6), (7, 9)]
+
+
+# --------------------------------------------------------------------------------------------------
+# What the panels show: stereo azimuths, distances, empty predictions, the clip's length, scores, runs
+
+
+def _panels(fig) -> list[str]:
+    return [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel() and ax.get_ylabel() != "learning rate"]
+
+
+@needs_matplotlib
+def test_stereo_data_has_front_azimuths_and_no_elevation_panel():
+    from seld_edge.plot import clip_figure
+
+    stereo = [Event(f, 0, 0, 40.0, 0.0, 2.0) for f in range(10)]
+    fig = clip_figure(stereo, stereo, "clip", STARSS23_CLASSES, stereo=True)
+    assert _panels(fig) == ["activity", "azimuth (°)", "distance (m)"]
+    assert fig.axes[1].get_ylim() == pytest.approx((-94.5, 94.5))
+    fig = clip_figure(REFERENCE, PREDICTION, "clip", STARSS23_CLASSES)
+    assert _panels(fig) == ["activity", "azimuth (°)", "elevation (°)", "distance (m)"]
+    assert fig.axes[1].get_ylim() == pytest.approx((-189.0, 189.0))
+
+
+@needs_matplotlib
+def test_a_distance_panel_only_when_the_data_has_distances():
+    from seld_edge.plot import clip_figure
+
+    no_distance = [Event(f, 7, 0, -90.0, -20.0) for f in range(15)]
+    zero_distance = [Event(f, 7, 0, -80.0, -20.0, 0.0) for f in range(15)]  # a model without distances writes 0
+    fig = clip_figure(no_distance, zero_distance, "clip", STARSS23_CLASSES)
+    assert _panels(fig) == ["activity", "azimuth (°)", "elevation (°)"]
+    distances = clip_figure(REFERENCE, [], "clip", STARSS23_CLASSES).axes[3]
+    assert distances.collections[0].get_offsets()[:, 1].tolist() == [1.5] * 20  # the class 0 track's 1.5 m
+
+
+@needs_matplotlib
+@pytest.mark.parametrize(
+    ("prediction", "notice"), [(None, "no prediction file"), ([], "empty prediction: no events"), (PREDICTION, None)]
+)
+def test_an_empty_or_missing_prediction_is_marked(prediction, notice):
+    from seld_edge.plot import clip_figure
+
+    fig = clip_figure(REFERENCE, prediction, "clip", STARSS23_CLASSES)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ([] if notice is None else [notice])
+
+
+@needs_matplotlib
+def test_the_time_axis_runs_to_the_clips_end_and_the_title_has_the_scores():
+    from seld_edge.plot import clip_figure
+
+    fig = clip_figure(REFERENCE, PREDICTION, "clip", STARSS23_CLASSES, duration_s=30.0,
+                      scores={"F": 0.5, "LE": 12.25, "SELD": 0.4})  # fmt: skip
+    assert fig.axes[-1].get_xlim() == (0.0, 30.0)  # the last event ends at 2.5 s
+    assert fig.axes[0].get_title() == "clip\nF 0.500   LE 12.25   SELD 0.400"
+    assert clip_figure(REFERENCE, PREDICTION, "clip", STARSS23_CLASSES).axes[-1].get_xlim() == (0.0, 2.5)
+
+
+@needs_matplotlib
+def test_the_command_finds_the_audio_length_form_and_scores(tmp_path, monkeypatch):
+    import soundfile as sf
+
+    import seld_edge.plot
+    from seld_edge.metrics import evaluate
+
+    calls = []
+    monkeypatch.setattr(seld_edge.plot, "plot_clip", lambda ref, pred, out, title, names, **kw: calls.append(kw))
+    root = tmp_path / "data"
+    (root / "foa_dev" / "dev-test").mkdir(parents=True)
+    sf.write(root / "foa_dev" / "dev-test" / "a.wav", np.zeros((12 * 24000, 4), np.float32), 24000)  # 12 s
+    write_events(root / "metadata_dev" / "dev-test" / "a.csv", REFERENCE, form="polar")
+    _write_csv(tmp_path / "pred" / "a.csv", PREDICTION)
+    stereo = [Event(f, 0, 0, 40.0, 0.0, 2.0) for f in range(10)]
+    write_events(root / "metadata_dev" / "dev-test" / "b.csv", stereo, form="dcase2025")
+    write_events(tmp_path / "pred" / "b.csv", stereo, form="dcase2025")
+    result = _invoke("--ref", root / "metadata_dev", "--pred", tmp_path / "pred", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    a, b = calls
+    assert a["duration_s"] == 12.0 and not a["stereo"] and set(a["scores"]) == {"ER", "F", "LE", "LR", "SELD"}
+    assert a["scores"]["F"] == evaluate([(REFERENCE, PREDICTION)])["F"]
+    assert b["duration_s"] is None and b["stereo"] and set(b["scores"]) == {"F", "AE", "DE", "RDE"}
+
+
+@needs_matplotlib
+def test_plot_run_draws_the_training_curves(tmp_path):
+    from pathlib import Path
+
+    from seld_edge.plot import training_figure
+
+    run = Path(__file__).resolve().parents[1] / "seld_edge" / "assets" / "seldnet_synth"
+    result = _invoke("--run", run, "-o", tmp_path / "curves.png")
+    assert result.exit_code == 0, result.output
+    assert imread(tmp_path / "curves.png").shape[:2] == PIXELS
+    fig = training_figure(run / "metrics.csv", "seldnet_synth")
+    print(fig.axes[0].get_title())
+    assert fig.axes[0].get_title().startswith("seldnet_synth: best epoch 74 of 88 (SELD 0.312")
+    assert _panels(fig) == ["train loss", "validation score", "validation error"]
+    (tmp_path / "run").mkdir()
+    result = _invoke("--run", tmp_path / "run")
+    assert isinstance(result.exception, SeldEdgeError) and "cannot read training metrics" in str(result.exception)

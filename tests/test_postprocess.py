@@ -298,7 +298,10 @@ def test_json_and_dict_round_trips() -> None:
     [
         ("{not json", "not valid JSON"),
         ('{"thresholds": 0.5}', "no 'type'"),
-        ('{"type": "PostProcessing", "threshold": 0.5}', "unknown post-processing keys: threshold"),
+        (
+            '{"type": "PostProcessing", "threshold": 0.5}',
+            "unknown post-processing key 'threshold'; did you mean thresholds",
+        ),
         ('{"type": "PostProcessing", "median_size": 4}', "positive odd"),
         ('{"type": "PostProcessing", "thresholds": []}', "non-empty"),
         ('{"type": "PostProcessing", "thresholds": "high"}', "invalid post-processing settings"),

@@ -46,7 +46,7 @@ def test_config_layers_defaults_card_yaml_and_overrides(tmp_path):
      (["lr"], "not of the form key=value"),
      (["foo.bar=1"], "not a known section"),
      # every value against its type and range, before any data is read
-     (["augment.rotation=true"], r"augment: unknown augmentations: rotation"),
+     (["augment.rotation=true"], r"augment: unknown augmentation 'rotation'; did you mean foa_rotation\?"),
      (["epochs=abc"], "epochs must be an integer, got 'abc'"),
      (["lr=fast"], "lr must be a number, got 'fast'"),
      (["batch_size=2.5"], "batch_size must be an integer, got 2.5"),

@@ -227,7 +227,7 @@ def test_engine_builds_runs_and_matches_pytorch(tmp_path, cli) -> None:
     assert engine.is_file() and timing_cache.is_file() and Sidecar.read(engine).engine_sha256 == file_sha256(engine)
     result = cli.invoke(main, ["parity", str(ASSETS / "seldnet_synth"), str(engine), "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["max_abs_error"] <= 1e-3
+    assert json.loads(result.stdout)["max_abs_error"] <= 1e-3
 
 
 def test_default_plugin_is_found_in_the_device_users_home(tmp_path, meta) -> None:

@@ -115,7 +115,7 @@ def test_a_5_hz_model_trains_exports_and_runs_on_the_100_ms_grid(foa_mic, tmp_pa
         assert not frames or max(frames) < 74, "frames on the 100 ms grid of a 7.3 s clip (37 model frames)"
     report = cli.invoke(cli_main, ["parity", str(run), str(model), "--data", str(foa_mic), "--json"])
     assert report.exit_code == 0, report.output
-    parsed = json.loads(report.output)
+    parsed = json.loads(report.stdout)
     print(f"toy 5 Hz parity: max abs {parsed['max_abs_error']:.2e}, |delta SELD| {parsed['delta_seld']:.2e}")
     assert parsed["max_abs_error"] <= 1e-4 and parsed["delta_seld"] <= 1e-3
 
@@ -166,7 +166,7 @@ def test_a_stereo_distance_model_trains_and_writes_the_2025_form(stereo, tmp_pat
         assert -90.0 <= event.azimuth <= 90.0 and event.distance is not None
     done = cli.invoke(cli_main, ["eval", "--ref", str(stereo / "metadata_dev"), "--pred", str(out),
                                  "--metric", "dcase2025", "--json"])  # fmt: skip
-    assert done.exit_code == 0 and set(json.loads(done.output)) == {"F", "AE", "DE", "RDE"}
+    assert done.exit_code == 0 and set(json.loads(done.stdout)) == {"F", "AE", "DE", "RDE"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -215,7 +215,7 @@ def test_a_two_network_model_is_trained_composed_exported_and_run_on_two_recordi
 
     report = cli.invoke(cli_main, ["parity", str(composite), str(model), "--data", str(foa_mic), "--json"])
     assert report.exit_code == 0, report.output
-    parsed = json.loads(report.output)
+    parsed = json.loads(report.stdout)
     print(f"toy composite parity: max abs {parsed['max_abs_error']:.2e}, |delta SELD| {parsed['delta_seld']:.2e}")
     assert parsed["max_abs_error"] <= 1e-4 and parsed["delta_seld"] <= 1e-3
 
@@ -282,6 +282,23 @@ def test_init_from_freeze_and_patience(foa_mic, tmp_path, capsys):
     result = train("toy_doa", foa_mic, tmp_path / "patience", "--epochs", "10", "lr=1e-12", "patience=2")
     assert result["epochs"] == 3
     assert "no improvement for 2 epochs (best at epoch 1)" in printed(capsys)
+
+
+def test_several_data_roots_are_mixed(foa_mic, tmp_path):
+    """Stereo-RCnet's stage 1 trains on synthetic and real data together: --data A --data B."""
+    from training.config import resolve_config
+    from training.fit import Trainer
+
+    other = tmp_path / "other"
+    generate_dataset(other, n_train=1, n_test=1, seconds=6.0, seed=9, progress=False)
+    config = resolve_config("toy_doa", [str(foa_mic), str(other)], str(tmp_path / "run"))
+    trainer = Trainer(config)
+    roots = sorted({str(c.clip.audio).split("/foa_dev/")[0] for c in trainer.train_clips})
+    assert roots == sorted([str(foa_mic), str(other)]) and len(trainer.train_clips) == 3
+    assert len(trainer.val_clips) == 2
+    result = train("toy_doa", foa_mic, tmp_path / "cli", "--data", str(other), "--epochs", "1")
+    assert result["epochs"] == 1
+    assert json.loads((tmp_path / "cli" / "config.json").read_text())["data"] == [str(foa_mic), str(other)]
 
 
 def test_a_linear_schedule_ends_at_its_end_factor():

@@ -2,8 +2,8 @@
 
 Every augmentation is a callable ``aug(features, events, rng) -> (features, events)`` on one training
 chunk: features (C, T, F) float32 and the chunk's 100 ms label events (frames relative to the chunk
-start). Spatial augmentations change the labels together with the features; the masks and the
-frequency shift leave them as they are. All randomness comes from ``rng``, so a seeded generator
+start). Spatial augmentations change the labels together with the features; the masks, the
+frequency shift and AugMix leave them as they are. All randomness comes from ``rng``, so a seeded generator
 gives the same result twice, and the input array is never written to.
 
 Each augmentation fires with its own probability ``p``; :class:`Augment` chains them. A training
@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from seld_edge.errors import unknown_name
 from seld_edge.features import FeatureConfig, feature_config
 from seld_edge.foa_transforms import FOA_TRANSFORMS
 from seld_edge.formats.dcase_csv import Event
@@ -202,6 +203,130 @@ class FreqShift(Augmentation):
         return np.ascontiguousarray(out), events
 
 
+AUGMIX_OPS = ("gain", "filter", "freq_shift", "time_mask", "freq_mask")
+
+
+@dataclass(frozen=True)
+class AugMix(Augmentation):
+    """AugMix (Hendrycks et al. 2020, their Algorithm 1) on spectrogram features; labels unchanged.
+
+    ``width`` chains (k = 3), each of 1 to ``max_depth`` ops drawn uniformly from ``ops`` (depth drawn
+    uniformly too, as their default), each op with its own random magnitude; the chains' outputs are
+    mixed with weights w ~ Dirichlet(alpha, ..., alpha) and the mixture blended with the original by
+    m ~ Beta(alpha, alpha): out = (1 - m) x + m sum_i w_i chain_i(x) (:func:`augmix_blend`; alpha = 1).
+    The paper's Algorithm 1 writes m x + (1 - m) mix, the same distribution for a symmetric Beta; the
+    form here, as their reference code, makes m = 0 the input itself. Stereo-RCnet applies AugMix
+    among its augmentations (section 2.4). The paper's Jensen-Shannon consistency loss between the clean
+    and two AugMix views is not used: it needs three forward passes per chunk in the training loop, and
+    Stereo-RCnet names AugMix as a data augmentation only.
+
+    The ops replace the image ops (rotate, shear, posterize, ...) with ones that keep a spectrogram's
+    labels, and act on every channel alike, so the level difference between channels, the direction
+    cue of stereo log-mel, is kept:
+
+    - ``gain``: one level added to every log spectrum, uniform in +-max_gain_db;
+    - ``filter``: a random equaliser, after FilterAugment (Nam et al. 2022): a piecewise-linear gain in dB
+      over frequency through 3 to 6 levels uniform in +-max_filter_db at evenly spaced bins;
+    - ``freq_shift``, ``time_mask``, ``freq_mask``: :class:`FreqShift` (up to max_shift_bins) and one
+      time or frequency mask of :class:`SpecAugment` (up to time_width frames, freq_width bins).
+
+    Left out: time stretching or shifting (an event would leave its 100 ms label frames), channel swaps
+    and per-channel gains or contrast (they change the inter-channel level differences, so the azimuth),
+    and mixing in other clips (their events would need labels). Gains and filters change log spectra
+    only: intensity-vector channels (those after ``spectral_channels``) keep their values there.
+    """
+
+    p: float = 1.0
+    width: int = 3
+    max_depth: int = 3
+    alpha: float = 1.0
+    ops: tuple[str, ...] = AUGMIX_OPS
+    max_gain_db: float = 6.0
+    max_filter_db: float = 6.0
+    max_shift_bins: int = 5
+    time_width: int = 50
+    freq_width: int = 22
+    spectral_channels: int = 4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        name = type(self).__name__
+        for field_name in ("width", "max_depth", "max_shift_bins", "spectral_channels"):
+            _check_int(name, field_name, getattr(self, field_name), minimum=1)
+        for field_name in ("time_width", "freq_width"):
+            _check_int(name, field_name, getattr(self, field_name), minimum=0)
+        if not self.alpha > 0.0:
+            raise ValueError(f"{name}: alpha must be > 0, got {self.alpha}")
+        for field_name in ("max_gain_db", "max_filter_db"):
+            if not getattr(self, field_name) >= 0.0:
+                raise ValueError(f"{name}: {field_name} must be >= 0, got {getattr(self, field_name)}")
+        unknown = sorted(set(self.ops) - set(AUGMIX_OPS))
+        if not self.ops or unknown:
+            raise ValueError(f"{name}: ops must be some of {', '.join(AUGMIX_OPS)}, got {list(self.ops)}")
+
+    def apply(
+        self, features: np.ndarray, events: list[Event], rng: np.random.Generator
+    ) -> tuple[np.ndarray, list[Event]]:
+        weights = rng.dirichlet([self.alpha] * self.width)
+        m = rng.beta(self.alpha, self.alpha)
+        chains = [self.chain(features, events, rng) for _ in range(self.width)]
+        return augmix_blend(features, chains, weights, m), events
+
+    def chain(self, features: np.ndarray, events: list[Event], rng: np.random.Generator) -> np.ndarray:
+        """One augmentation chain: 1 to max_depth ops, each drawn uniformly from ``ops``."""
+        out = features
+        for _ in range(int(rng.integers(1, self.max_depth + 1))):
+            out = _AUGMIX_OPS[self.ops[int(rng.integers(len(self.ops)))]](self, out, events, rng)
+        return out
+
+
+def augmix_blend(original: np.ndarray, chains: list[np.ndarray], weights: np.ndarray, m: float) -> np.ndarray:
+    """(1 - m) * original + m * sum_i weights[i] * chains[i], float32; m = 0 gives the original's values."""
+    mixture = sum(float(w) * chain.astype(np.float64) for w, chain in zip(weights, chains, strict=True))
+    return ((1.0 - m) * original.astype(np.float64) + m * mixture).astype(np.float32)
+
+
+def _add_to_spectra(aug: AugMix, features: np.ndarray, level: np.ndarray | float) -> np.ndarray:
+    out = features.copy()
+    out[: aug.spectral_channels] += level
+    return out
+
+
+def _gain(aug: AugMix, features: np.ndarray, events: list[Event], rng: np.random.Generator) -> np.ndarray:
+    return _add_to_spectra(aug, features, np.float32(rng.uniform(-aug.max_gain_db, aug.max_gain_db)))
+
+
+def _filter(aug: AugMix, features: np.ndarray, events: list[Event], rng: np.random.Generator) -> np.ndarray:
+    n_bins = features.shape[2]
+    points = int(rng.integers(3, 7))
+    levels = rng.uniform(-aug.max_filter_db, aug.max_filter_db, points)
+    curve = np.interp(np.arange(n_bins), np.linspace(0, n_bins - 1, points), levels).astype(np.float32)
+    return _add_to_spectra(aug, features, curve)
+
+
+def _freq_shift_op(aug: AugMix, features: np.ndarray, events: list[Event], rng: np.random.Generator) -> np.ndarray:
+    return FreqShift(max_bins=aug.max_shift_bins).apply(features, events, rng)[0]
+
+
+def _time_mask(aug: AugMix, features: np.ndarray, events: list[Event], rng: np.random.Generator) -> np.ndarray:
+    mask = SpecAugment(time_masks=1, time_width=aug.time_width, freq_masks=0, spectral_channels=aug.spectral_channels)
+    return mask.apply(features, events, rng)[0]
+
+
+def _freq_mask(aug: AugMix, features: np.ndarray, events: list[Event], rng: np.random.Generator) -> np.ndarray:
+    mask = SpecAugment(time_masks=0, freq_masks=1, freq_width=aug.freq_width, spectral_channels=aug.spectral_channels)
+    return mask.apply(features, events, rng)[0]
+
+
+_AUGMIX_OPS: dict[str, Callable[[AugMix, np.ndarray, list[Event], np.random.Generator], np.ndarray]] = {
+    "gain": _gain,
+    "filter": _filter,
+    "freq_shift": _freq_shift_op,
+    "time_mask": _time_mask,
+    "freq_mask": _freq_mask,
+}
+
+
 def _check_int(owner: str, name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise ValueError(f"{owner}: {name} must be an integer >= {minimum}, got {value!r}")
@@ -240,13 +365,19 @@ def _channel_swap(config: FeatureConfig, options: Mapping[str, Any]) -> Augmenta
     return ChannelSwap(**_options("channel_swap", ChannelSwap, {}, options))
 
 
-def _spec_augment(config: FeatureConfig, options: Mapping[str, Any]) -> Augmentation:
+def _mask_widths(config: FeatureConfig) -> dict[str, int]:
     # Park et al.'s LibriSpeech 'LD' policy: 2 frequency masks up to 27 of 80 mel bins, 2 time masks up
     # to 100 frames of 10 ms; here the same fraction of the bins and the same 1 s of frames.
-    defaults = {
-        "freq_width": round(27 / 80 * config.n_bins),
-        "time_width": round(config.sample_rate / config.hop_length),
-    }
+    return {"freq_width": round(27 / 80 * config.n_bins), "time_width": round(config.sample_rate / config.hop_length)}
+
+
+def _shift_bins(config: FeatureConfig) -> int:
+    # SALSA's default range: 8 % of the frequency bins.
+    return max(1, round(0.08 * config.n_bins))
+
+
+def _spec_augment(config: FeatureConfig, options: Mapping[str, Any]) -> Augmentation:
+    defaults = _mask_widths(config)
     return SpecAugment(spectral_channels=config.in_channels, **_options("spec_augment", SpecAugment, defaults, options))
 
 
@@ -257,17 +388,25 @@ def _cutout(config: FeatureConfig, options: Mapping[str, Any]) -> Augmentation:
 
 
 def _freq_shift(config: FeatureConfig, options: Mapping[str, Any]) -> Augmentation:
-    # SALSA's default range: 8 % of the frequency bins.
-    defaults = {"max_bins": max(1, round(0.08 * config.n_bins))}
-    return FreqShift(**_options("freq_shift", FreqShift, defaults, options))
+    return FreqShift(**_options("freq_shift", FreqShift, {"max_bins": _shift_bins(config)}, options))
 
 
-# Application order: the spatial transforms first, then the frequency shift, then the masks, so a
-# masked region stays exactly the rectangle (and the fill) that the mask drew.
+def _augmix(config: FeatureConfig, options: Mapping[str, Any]) -> Augmentation:
+    # Its shift and masks default to the ranges of freq_shift and spec_augment for the feature kind.
+    defaults = {"max_shift_bins": _shift_bins(config), **_mask_widths(config)}
+    values = _options("augmix", AugMix, defaults, options)
+    if "ops" in values:
+        values["ops"] = tuple(values["ops"])
+    return AugMix(spectral_channels=config.in_channels, **values)
+
+
+# Application order: the spatial transforms first, then the frequency shift and AugMix, then the masks,
+# so a masked region stays exactly the rectangle (and the fill) that the mask drew.
 _BUILDERS: dict[str, Callable[[FeatureConfig, Mapping[str, Any]], Augmentation]] = {
     "foa_rotation": _foa_rotation,
     "channel_swap": _channel_swap,
     "freq_shift": _freq_shift,
+    "augmix": _augmix,
     "spec_augment": _spec_augment,
     "cutout": _cutout,
 }
@@ -282,9 +421,8 @@ def _options(
 ) -> dict[str, Any]:
     """The user's options over the kind-specific defaults, with unknown option names rejected."""
     known = sorted(f.name for f in fields(cls) if f.name not in _DERIVED_FIELDS)
-    unknown = sorted(set(given) - set(known))
-    if unknown:
-        raise ValueError(f"unknown {name} options: {', '.join(unknown)}; known: {', '.join(known)}")
+    for key in sorted(set(given) - set(known)):
+        raise unknown_name(f"{name} option", key, known)
     return {**defaults, **given}
 
 
@@ -295,9 +433,8 @@ def build_augmentations(settings: Mapping[str, Any], feature_kind: str) -> Augme
     overriding the defaults, e.g. ``{"foa_rotation": True, "freq_shift": {"max_bins": 8, "p": 0.5}}``.
     Names are checked here, when the run starts, not in a DataLoader worker an epoch later.
     """
-    unknown = sorted(set(settings) - set(_BUILDERS))
-    if unknown:
-        raise ValueError(f"unknown augmentations: {', '.join(unknown)}; known: {', '.join(AUGMENTATIONS)}")
+    for key in sorted(set(settings) - set(_BUILDERS)):
+        raise unknown_name("augmentation", key, AUGMENTATIONS)
     config = feature_config(feature_kind)
     chain = []
     for name, build in _BUILDERS.items():

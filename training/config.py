@@ -27,7 +27,7 @@ from seld_edge.models import network_card, resolved_config
 @dataclass
 class TrainConfig:
     model: str
-    data: str
+    data: str | list[str]  # one data set folder, or several whose clips are mixed (train and validation alike)
     out: str
     epochs: int = 50
     max_minutes: float | None = None
@@ -143,7 +143,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def resolve_config(
     model: str,
-    data: str,
+    data: str | list[str],
     out: str,
     file: str | Path | None = None,
     overrides: list[str] | None = None,
@@ -189,7 +189,7 @@ def validated(config: TrainConfig) -> TrainConfig:
     model_args = resolved_config(config.model, **config.model_args)  # unknown or mistyped settings fail here
     try:
         build_augmentations(config.augment, card.feature_kind)
-    except ValueError as err:
+    except (ValueError, SeldEdgeError) as err:
         raise SeldEdgeError(f"augment: {err}") from None
     loss_schedule(card.format(model_args), config)
     PostProcessing.from_dict(config.postprocess)

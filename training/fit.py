@@ -11,7 +11,6 @@ Multi-GPU / multi-node: launch with ``torchrun``; DistributedDataParallel and a 
 used whenever WORLD_SIZE > 1 (gloo on CPU, nccl on CUDA).
 """
 
-import argparse
 import csv
 import io
 import json
@@ -172,7 +171,9 @@ class Trainer:
         cfg = self.config
 
         def load(progress: bool) -> list[ClipData]:
-            return load_clips(cfg.data, self.feature_config, self.num_classes, cfg.cache_dir, progress=progress)
+            roots = [cfg.data] if isinstance(cfg.data, str) else cfg.data
+            config, classes = self.feature_config, self.num_classes
+            return [clip for root in roots for clip in load_clips(root, config, classes, cfg.cache_dir, progress)]
 
         if self.world > 1:  # rank 0 fills the feature cache, the others read it
             clips = load(True) if self.main else None
@@ -408,38 +409,51 @@ def _changed_settings(meta: dict[str, Any], system: SeldSystem) -> list[str]:
             if ours.get(key) != theirs.get(key)]  # fmt: skip
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m training.fit", description=__doc__.split("\n\n")[1])
-    parser.add_argument("--model", required=True, help="registry name, e.g. seldnet")
-    parser.add_argument("--data", required=True, help="STARSS-layout data set folder")
-    parser.add_argument("--out", required=True, help="run folder (checkpoints, metrics.csv, config.json)")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--max-minutes", type=float, help="time budget; stops cleanly, epochs follow it")
-    parser.add_argument("--config", help="YAML file of settings")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    parser.add_argument("overrides", nargs="*", metavar="key=value")
-    return parser.parse_intermixed_args(argv)
+def train(
+    model: str,
+    data: list[str],
+    out: str,
+    config_file: str | None = None,
+    overrides: list[str] | None = None,
+    resume: bool = False,
+    **flags: Any,
+) -> dict[str, Any]:
+    """One training run as `seld-edge train` / `python -m training.fit` start it; ``flags`` are the
+    settings that have their own option (epochs, max_minutes, device), None where not given."""
+    data_arg = data[0] if len(data) == 1 else list(data)
+    config = resolve_config(model, data_arg, out, config_file, overrides, **flags)
+    run_dir = Path(config.out)
+    if not resume and (run_dir / "last.json").exists():
+        raise SeldEdgeError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another -o")
+    if int(os.environ.get("RANK", "0")) == 0:
+        check_writable(run_dir)  # before reading any data; the run folder appears with the first epoch's files
+    trainer = Trainer(config, resume=resume)
+    result = trainer.fit()
+    if trainer.main:
+        print(f"best {selection_name(config.metric)} {result['best']:.4f} after "
+              f"{result['epochs']} epochs ({result['minutes']:.1f} min); checkpoints in {config.out}")  # fmt: skip
+    return result
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
+    """`python -m training.fit`: the `seld-edge train` command (training/cli.py) under its own name, so the
+    two take the same options from one definition."""
+    import click
+
+    from training.cli import train_command
+
     try:
-        config = resolve_config(args.model, args.data, args.out, args.config, args.overrides,
-                                epochs=args.epochs, max_minutes=args.max_minutes, device=args.device)  # fmt: skip
-        out = Path(config.out)
-        if not args.resume and (out / "last.json").exists():
-            raise SeldEdgeError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
-        if int(os.environ.get("RANK", "0")) == 0:
-            check_writable(out)  # before reading any data; the run folder appears with the first epoch's files
-        trainer = Trainer(config, resume=args.resume)
-        result = trainer.fit()
+        result = train_command.main(args=argv, prog_name="python -m training.fit", standalone_mode=False)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except click.Abort:
+        sys.exit(1)
     except (SeldEdgeError, OSError) as err:
         print(f"error: {user_message(err)}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"best {selection_name(config.metric)} {result['best']:.4f} after "
-              f"{result['epochs']} epochs ({result['minutes']:.1f} min); checkpoints in {config.out}")  # fmt: skip
+    if not isinstance(result, dict):  # --help: click's exit code
+        sys.exit(result)
     return result
 
 

@@ -1,8 +1,11 @@
-"""Torch twin of :mod:`seld_edge.features` for on-the-fly features in training (GPU, batched).
+"""Torch twin of :mod:`seld_edge.features`: the same features from torch ops, batched, on any device.
 
-It takes its window and mel matrix from the numpy definition (one definition of each), so only the
-STFT, dB and intensity-vector arithmetic are re-expressed; tests/test_features.py holds the two to
-1e-3 dB on log-mel and 1e-4 on the intensity vector.
+Training itself reads features that the numpy front end computed once and cached (training/data.py).
+The twin is what `seld-edge parity` and `seld-edge bench features` hold the numpy definition against,
+and what a GPU training loop computing features on the fly would use. It takes its window and mel
+matrix from the numpy definition (one definition of each), so only the STFT, dB and intensity-vector
+arithmetic are re-expressed; tests/test_features.py holds the two to 1e-3 dB on log-mel and 1e-4 on the
+intensity vector.
 """
 
 import torch

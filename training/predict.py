@@ -44,4 +44,4 @@ def predict_files(
     """
     system, meta = load_checkpoint(checkpoint, device=device)
     model = TorchModel(system, checkpoint_metadata(resolve_checkpoint(checkpoint), system, meta))
-    return run_files(model, source, out_dir, tta=tta)
+    return run_files(model, source, out_dir, tta=tta, label="predict")

@@ -117,10 +117,9 @@ class FeatureConfig:
         data: dict[str, Any] = json.loads(text)
         if data.pop("type", None) != "FeatureConfig":
             raise SeldEdgeError("feature config JSON has no 'type': 'FeatureConfig' tag")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise SeldEdgeError(f"unknown feature config keys: {', '.join(unknown)}")
+        known = [f.name for f in fields(cls)]
+        for key in sorted(set(data) - set(known)):
+            raise unknown_name("feature config key", key, known)
         return cls(**data)
 
 

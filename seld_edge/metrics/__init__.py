@@ -10,9 +10,18 @@ from seld_edge.metrics.evaluate import (
     METRICS,
     evaluate,
     evaluate_dirs,
+    evaluation_report,
     make_scorer,
     selection_name,
     selection_score,
 )
 
-__all__ = ["METRICS", "evaluate", "evaluate_dirs", "make_scorer", "selection_name", "selection_score"]
+__all__ = [
+    "METRICS",
+    "evaluate",
+    "evaluate_dirs",
+    "evaluation_report",
+    "make_scorer",
+    "selection_name",
+    "selection_score",
+]

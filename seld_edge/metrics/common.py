@@ -25,6 +25,8 @@ class Scorer(Protocol):
 
     def scores(self) -> dict[str, float]: ...
 
+    def per_class(self) -> dict[str, np.ndarray]: ...
+
 
 def _zeros(num_classes: int) -> np.ndarray:
     return np.zeros(num_classes, dtype=np.float64)

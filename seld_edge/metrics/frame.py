@@ -136,25 +136,36 @@ class FrameScorer:
         surplus = c.false_alarm(class_index, max(0, n_pred - n_ref))
         return surplus + failed, c.missed(class_index, max(0, n_ref - n_pred))
 
-    def scores(self) -> dict[str, float]:
-        """2024: ER, F, LE, LR, SELD, DE (m), RDE. 2025: F, AE, DE (cm), RDE. NaN as documented above."""
+    def per_class(self) -> dict[str, np.ndarray]:
+        """Results per class, as the baselines print them. 2024: ER (global, repeated), F, LE, DE (m), RDE,
+        LR, SELD; 2025: F, AE, DE (cm), RDE. Errors are NaN for a class with no matched pair."""
         c = self.counts
         f = c.f_per_class()
         angle = c.mean_error_per_class(c.total_angle)
         dist = c.mean_error_per_class(c.total_dist)
         rel_dist = c.mean_error_per_class(c.total_rel_dist)
+        if self.stereo:
+            return {"F": f, "AE": angle, "DE": dist, "RDE": rel_dist}
+        seld = np.nanmean([1.0 - f, angle / 180.0, rel_dist], axis=0)  # 1 - F for a class with nothing matched
+        er = np.full(self.num_classes, c.error_rate())
+        return {"ER": er, "F": f, "LE": angle, "DE": dist, "RDE": rel_dist, "LR": c.recall_per_class(), "SELD": seld}
+
+    def scores(self) -> dict[str, float]:
+        """2024: ER, F, LE, LR, SELD, DE (m), RDE. 2025: F, AE, DE (cm), RDE. NaN as documented above."""
+        table = self.per_class()
+        angle = table["AE" if self.stereo else "LE"]
         with warnings.catch_warnings():  # nanmean of all-NaN is NaN, as in the official code
             warnings.simplefilter("ignore", RuntimeWarning)
-            mean_angle, mean_dist, mean_rel = np.nanmean(angle), np.nanmean(dist), np.nanmean(rel_dist)
+            mean_angle, mean_dist, mean_rel = np.nanmean(angle), np.nanmean(table["DE"]), np.nanmean(table["RDE"])
         if self.stereo:
-            return {"F": float(f.mean()), "AE": float(mean_angle), "DE": float(mean_dist), "RDE": float(mean_rel)}
-        seld = np.nanmean([1.0 - f, angle / 180.0, rel_dist], axis=0)
+            return {"F": float(table["F"].mean()), "AE": float(mean_angle), "DE": float(mean_dist),
+                    "RDE": float(mean_rel)}  # fmt: skip
         return {
-            "ER": float(c.error_rate()),
-            "F": float(f.mean()),
+            "ER": float(self.counts.error_rate()),
+            "F": float(table["F"].mean()),
             "LE": float(mean_angle),
-            "LR": float(c.recall_per_class().mean()),
-            "SELD": float(seld.mean()),
+            "LR": float(table["LR"].mean()),
+            "SELD": float(table["SELD"].mean()),
             "DE": float(mean_dist),
             "RDE": float(mean_rel),
         }

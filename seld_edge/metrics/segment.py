@@ -140,6 +140,22 @@ class SegmentScorer:
             fn += counts.missed(class_index, n_ref - n_pred)
         return fp, fn
 
+    def per_class(self) -> dict[str, np.ndarray]:
+        """Macro (2022/2023) results per class, as the baselines print them: ER (global, repeated), F and
+        LR as fractions, LE in degrees, SELD; the scores are their means over all classes.
+
+        The 2021 metric is micro-averaged over events and has no per-class results (ValueError).
+        """
+        if self.dcase2021:
+            raise ValueError("dcase2021 averages over events (micro): it has no per-class results")
+        c = self.counts
+        er = c.error_rate()
+        f = c.f_per_class()
+        le = c.mean_error_per_class(c.total_angle, missing=180.0)
+        lr = c.recall_per_class()
+        seld = np.mean([np.full(self.num_classes, er), 1.0 - f, le / 180.0, 1.0 - lr], axis=0)
+        return {"ER": np.full(self.num_classes, er), "F": f, "LE": le, "LR": lr, "SELD": seld}
+
     def scores(self) -> dict[str, float]:
         """ER, F and LR as fractions, LE in degrees, SELD = mean(ER, 1 - F, LE / 180, 1 - LR)."""
         c = self.counts
@@ -151,14 +167,11 @@ class SegmentScorer:
             lr = de_tp / (EPS + de_tp + c.de_fn.sum())
             seld = np.mean([er, 1.0 - f, le / 180.0, 1.0 - lr])
             return {"ER": float(er), "F": float(f), "LE": float(le), "LR": float(lr), "SELD": float(seld)}
-        f = c.f_per_class()
-        le = c.mean_error_per_class(c.total_angle, missing=180.0)
-        lr = c.recall_per_class()
-        seld = np.mean([np.full(self.num_classes, er), 1.0 - f, le / 180.0, 1.0 - lr], axis=0)
+        table = self.per_class()
         return {
             "ER": float(er),
-            "F": float(f.mean()),
-            "LE": float(le.mean()),
-            "LR": float(lr.mean()),
-            "SELD": float(seld.mean()),
+            "F": float(table["F"].mean()),
+            "LE": float(table["LE"].mean()),
+            "LR": float(table["LR"].mean()),
+            "SELD": float(table["SELD"].mean()),
         }

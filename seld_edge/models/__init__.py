@@ -1,6 +1,6 @@
 """The model zoo (torch). ``create("seldnet")``; ``list_models()``; each model has a ModelCard."""
 
-from seld_edge.models import einv2, ffmamba, glfer_net, m2m_ast, seldnet  # noqa: F401  (registers)
+from seld_edge.models import einv2, ffmamba, glfer_net, m2m_ast, seldnet, stereo_rcnet  # noqa: F401  (registers)
 from seld_edge.models._registry import (
     CompositeCard,
     ModelCard,

@@ -52,6 +52,11 @@ class ModelCard:
     def feature_config(self) -> FeatureConfig:
         return feature_config(self.feature_kind)
 
+    @property
+    def feature_kinds(self) -> tuple[str, ...]:
+        """The feature kind of each input (one for a single network)."""
+        return (self.feature_kind,)
+
     def format(self, model_args: Mapping[str, Any]) -> OutputFormat:
         """The output format of a model built with model_args."""
         return get_output_format(
@@ -99,6 +104,11 @@ class CompositeCard:
     @property
     def label_rate_hz(self) -> float:
         return model_card(next(iter(self.parts.values()))).label_rate_hz
+
+    @property
+    def feature_kinds(self) -> tuple[str, ...]:
+        """The feature kind of each input, in the parts' order."""
+        return tuple(network_card(part).feature_kind for part in self.parts.values())
 
 
 _MODELS: dict[str, tuple[type[nn.Module] | None, ModelCard | CompositeCard]] = {}

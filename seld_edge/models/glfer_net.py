@@ -39,8 +39,10 @@ Choices where the paper is silent, or where we depart from it:
   cutout (SALSA's trio). The paper's loss (section 4.3), 0.3 BCE + 0.7 DOA MSE on active events
   normalised by T0 x N (``masked_mse`` with the ``all`` normaliser).
 
-Size: ``glfer_net`` 3.41 M parameters and 10.6 GMACs per 5 s clip (400 frames); ``glfer_net_tiny``
-(widths 32/64/128, encoder 16, BiGRU 96, heads 96) 1.05 M and 2.7 GMACs. The paper gives no size.
+Size: ``glfer_net`` 3.41 M parameters and 10.6 GMACs per 5 s of features (400 frames); ``glfer_net_tiny``
+(widths 32/64/128, encoder 16, BiGRU 96, heads 96) 1.05 M and 2.7 GMACs. The paper gives no size. The
+runtime runs the 8 s training window over any clip up to 8 s long, so a 5 s clip costs 17.0 and 4.35
+GMACs there (``seld-edge models``).
 Multiply-adds counted by torch.utils.flop_counter (MACs = FLOPs / 2), BiGRU included: 1.15 G in the
 encoder, 3.16 G in each stage, of which the two LFE units take 2.2 G (ODConv 0.47 G, MSFE 0.43 G).
 """

@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seld_edge.models.blocks.positional import sinusoidal_encoding
+
 
 class FeedForward(nn.Sequential):
     """LayerNorm, Linear d -> expansion * d, Swish, dropout, Linear back to d, dropout."""
@@ -78,17 +80,10 @@ class ConvModule(nn.Module):
 
 
 def relative_position_encoding(length: int | torch.SymInt, d_model: int, device: torch.device) -> torch.Tensor:
-    """Sinusoidal encodings (2 * length - 1, d_model) of the distances length - 1, ..., 0, ..., -(length - 1).
-
-    sin in the first half of the channels, cos in the second, frequencies 10000^(-2k/d) as in
-    Vaswani et al.; the order of the channels does not matter, a learned projection follows.
-    """
+    """Sinusoidal encodings (2 * length - 1, d_model) of the distances length - 1, ..., 0, ..., -(length - 1):
+    the fixed encoding of blocks.positional (Vaswani et al.), applied to distances instead of positions."""
     distances = torch.arange(length - 1, -length, -1, device=device, dtype=torch.float32)
-    frequencies = torch.exp(
-        torch.arange(0, d_model, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / d_model)
-    )
-    angles = distances[:, None] * frequencies[None, :]
-    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+    return sinusoidal_encoding(distances, d_model)
 
 
 def skew(by_distance: torch.Tensor) -> torch.Tensor:
