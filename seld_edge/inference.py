@@ -5,7 +5,8 @@ PyTorch (`seld-edge predict`), ONNX Runtime and TensorRT (`seld-edge run`) share
 only in that callable. Windows are cut in the model's label frames, so the inputs of a composite model
 (each with its own feature frames per label frame) stay aligned. A clip's outputs come in blocks of
 frames (:func:`output_blocks`), so a recording of any length runs in bounded memory when its features
-are computed on demand (seld_edge.features.FileFeatures) rather than held (:class:`ArrayFeatures`).
+are computed on demand (seld_edge.features.FileFeatures) rather than held (:class:`ArrayFeatures`,
+:func:`windowed_outputs`).
 """
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -80,6 +81,24 @@ class ModelOutputError(SeldEdgeError):
 def n_label_frames(features: Mapping[str, np.ndarray], meta: ModelMetadata) -> int:
     """Output frames of a clip: its feature frames in whole label frames (the longest input decides)."""
     return max(-(-features[i.name].shape[1] // meta.frames_per_label(i)) for i in meta.inputs)
+
+
+def windowed_outputs(
+    network: Network,
+    features: Mapping[str, np.ndarray],
+    meta: ModelMetadata,
+    hop: int,
+    tta: bool = False,
+    batch_size: int = BATCH_SIZE,
+) -> dict[str, np.ndarray]:
+    """Network outputs at the model's label rate for a whole clip's features (C, T, F) by input name, held
+    in memory: :func:`output_blocks`, joined."""
+    missing = [i.name for i in meta.inputs if i.name not in features]
+    if missing:
+        raise SeldEdgeError(f"{meta.model} needs features for its inputs {missing}")
+    sources = {i.name: ArrayFeatures(features[i.name]) for i in meta.inputs}
+    blocks = list(output_blocks(network, sources, meta, hop, tta, batch_size))
+    return {name: np.concatenate([b[name] for b in blocks]) for name in blocks[0]}
 
 
 def output_blocks(
