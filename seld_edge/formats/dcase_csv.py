@@ -8,7 +8,8 @@ Reading follows the official 2023/2024 loaders, which decide the form by the col
 Internally azimuth and elevation are degrees and distance is metres. Reference metadata stores
 distance in centimetres (``reference=True`` converts it); predictions store metres, except the 2025
 form, which keeps centimetres on both sides. References are polar: a 7-column (Cartesian) row in a
-reference file is a prediction put in the wrong folder, and is refused rather than read.
+reference file is a prediction put in the wrong folder, and is refused rather than read (a viewer that
+compares any two files may allow it).
 
 Writing: FOA predictions always use the 7-column Cartesian form (distance 0 when the model estimates
 none), because a 6-column Cartesian file is silently read as polar by the official code.
@@ -44,8 +45,15 @@ class Event:
         return polar_to_unit(self.azimuth, self.elevation)
 
 
-def read_events(path: str | Path, reference: bool = False, num_classes: int | None = None) -> list[Event]:
-    """Read a DCASE CSV; raises SeldEdgeError naming the file and line on a malformed row."""
+def read_events(
+    path: str | Path, reference: bool = False, num_classes: int | None = None, *, cartesian_reference: bool = False
+) -> list[Event]:
+    """Read a DCASE CSV; raises SeldEdgeError naming the file and line on a malformed row.
+
+    A reference (``reference=True``: data set metadata, distances in cm) in the 7-column Cartesian form
+    is refused, unless cartesian_reference (a viewer comparing any two files): it is a prediction in the
+    reference folder, and scoring it would score the wrong file.
+    """
     path = Path(path)
     try:
         text = path.read_text()
@@ -64,7 +72,7 @@ def read_events(path: str | Path, reference: bool = False, num_classes: int | No
             stereo = True
             continue
         try:
-            events.append(_parse_row(fields, stereo, reference))
+            events.append(_parse_row(fields, stereo, reference, cartesian_reference))
         except ValueError as err:
             raise SeldEdgeError(f"{path}:{line_no}: malformed row {line!r} ({err})") from None
         event = events[-1]
@@ -77,7 +85,7 @@ def read_events(path: str | Path, reference: bool = False, num_classes: int | No
     return events
 
 
-def _parse_row(fields: Sequence[str], stereo: bool, reference: bool) -> Event:
+def _parse_row(fields: Sequence[str], stereo: bool, reference: bool, cartesian_reference: bool) -> Event:
     if not all(fields):
         raise ValueError("empty field")
     frame, class_index, source = int(fields[0]), int(fields[1]), int(fields[2])
@@ -95,7 +103,7 @@ def _parse_row(fields: Sequence[str], stereo: bool, reference: bool) -> Event:
         scale = 0.01 if reference else 1.0
         return Event(frame, class_index, source, values[0], values[1], values[2] * scale)
     if len(fields) == 7:
-        if reference:
+        if reference and not cartesian_reference:
             raise ValueError("7 columns is the Cartesian prediction form; reference metadata is polar (5 or 6 columns)")
         x, y, z, distance = values
         if x == 0.0 and y == 0.0 and z == 0.0:
