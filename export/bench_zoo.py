@@ -214,13 +214,14 @@ def _peak_rss_mb(model_path: Path, seconds: float, work: Path) -> float:
 def _parity(run_dir: Path, model_path: Path, seconds: float, data: Path | None) -> tuple[float, dict | None]:
     from export.parity import compare, data_clips, generated_clip
     from runtime.model import load_model
-    from training.checkpoint import load_checkpoint
+    from training.checkpoint import checkpoint_metadata, load_checkpoint, resolve_checkpoint
 
-    system, _ = load_checkpoint(run_dir)
+    system, info = load_checkpoint(run_dir)
+    torch_meta = checkpoint_metadata(resolve_checkpoint(run_dir), system, info)
     runtime = load_model(model_path)
     metric = "dcase2025" if runtime.metadata.format.csv_form == "dcase2025" else "dcase2023"
     clips = data_clips(data, runtime.metadata) if data is not None else [generated_clip(runtime.metadata, seconds)]
-    report = compare(system, runtime, clips, metric, progress=False)
+    report = compare(system, torch_meta, runtime, clips, metric, progress=False)
     return report["max_abs_error"], report.get("scores_runtime")
 
 

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 @click.option(
     "--strict",
     is_flag=True,
-    help="Write nothing and exit 2 if the TensorRT 10.3 check finds anything, errors and warnings alike.",
+    help="Write nothing and exit 2 if the TensorRT 10.3 check finds an error (a graph TensorRT cannot build); "
+    "warnings are printed and the file is written.",
 )
 @click.option(
     "--scan",
@@ -137,26 +138,31 @@ def _engine(onnx_path: Path, meta: "ModelMetadata", options: EngineOptions) -> N
 def parity(checkpoint: Path, model: Path, data: Path | None, metric: str, as_json: bool) -> None:
     """PyTorch (CHECKPOINT) against the runtime (MODEL) on the same audio: errors per output.
 
+    Each side runs with its own metadata (the model file's, the checkpoint's), and the two are compared
+    field by field first: a model file whose metadata differ where outputs depend on them is refused.
     Without --data a generated scene is used and only outputs and features are compared; with
     --data the held-out clips also go end to end to DCASE events and scores (delta SELD).
     """
     require("torch", "train")
     from export.parity import DELTA_SELD_BOUND, compare, data_clips, generated_clip, within_bounds
     from runtime.model import load_model
-    from seld_edge.io import file_sha256
-    from training.checkpoint import load_checkpoint, resolve_checkpoint
+    from seld_edge.model_metadata import metadata_differences
+    from training.checkpoint import checkpoint_metadata, load_checkpoint, resolve_checkpoint
 
-    system, _ = load_checkpoint(checkpoint)
+    system, checkpoint_json = load_checkpoint(checkpoint)
+    torch_meta = checkpoint_metadata(resolve_checkpoint(checkpoint), system, checkpoint_json)
     runtime = load_model(model)
     meta = runtime.metadata
-    if meta.model != system.name or meta.checkpoint_sha256 != file_sha256(
-        resolve_checkpoint(checkpoint).with_suffix(".safetensors")
-    ):
+    if meta.model != system.name or meta.checkpoint_sha256 != torch_meta.checkpoint_sha256:
         raise SeldEdgeError(f"{model} was not exported from {checkpoint} (model {meta.model}, other weights)")
+    differences = metadata_differences(meta, torch_meta)
+    if differences:
+        shown = "; ".join(f"{field} {ours!r} here, {theirs!r} in the checkpoint" for field, ours, theirs in differences)
+        raise SeldEdgeError(f"{model}: its metadata differ from its checkpoint's where outputs depend on them: {shown}")
     clips = data_clips(data, meta) if data is not None else [generated_clip(meta)]
     if not clips:
         raise SeldEdgeError(f"{data}: no labelled held-out (test) clips to compare on")
-    report = compare(system, runtime, clips, metric)
+    report = compare(system, torch_meta, runtime, clips, metric)
     report["bounds"] = {"max_abs_error": runtime.parity_bound, "delta_seld": DELTA_SELD_BOUND}
     report["within_bounds"] = within_bounds(report, runtime.parity_bound)
     if as_json:

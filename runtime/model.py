@@ -17,7 +17,10 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
+from runtime.onnx_weights import first_non_finite
 from seld_edge.errors import SeldEdgeError, unknown_name
+from seld_edge.formats.label_rate import outputs_on_grid
+from seld_edge.inference import checked_outputs
 from seld_edge.model_metadata import ModelMetadata
 
 if TYPE_CHECKING:
@@ -145,7 +148,40 @@ def load_model(path: str | Path, provider: str = "cpu", threads: int = 0) -> "On
         )
     metadata = ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map, str(path))
     _check_graph(path, session, metadata)
-    return OnnxModel(path, metadata, session)
+    _check_weights(path)
+    model = OnnxModel(path, metadata, session)
+    _check_outputs(model)
+    return model
+
+
+def _check_weights(path: Path) -> None:
+    """Weights that are NaN or infinite (a diverged training run, a damaged file) would run and give no events."""
+    try:
+        name = first_non_finite(path)
+    except ValueError as err:
+        raise SeldEdgeError(f"{path}: not a loadable ONNX model ({err})") from None
+    if name is not None:
+        raise SeldEdgeError(f"{path}: weight {name!r} holds NaN or infinite values")
+
+
+def _check_outputs(model: OnnxModel) -> None:
+    """One window of silence through the graph: its outputs must have the metadata's frames and the shapes its
+    output format decodes for its classes (a graph from elsewhere, or hand-edited metadata, fail here in one
+    line rather than in a run)."""
+    meta = model.metadata
+    features = {
+        i.name: np.zeros((1, i.feature_config.out_channels, meta.window_frames(i), i.feature_config.n_bins), np.float32)
+        for i in meta.inputs
+    }
+    try:
+        outputs = checked_outputs(model(features), meta, 1, finite=False)
+        grid = outputs_on_grid({name: value[0] for name, value in outputs.items()}, meta.label_rate_hz)
+        meta.postprocess.to_events(grid, meta.format, meta.num_classes)
+    except (SeldEdgeError, ValueError) as err:
+        raise SeldEdgeError(f"{model.path}: the graph's outputs do not fit its metadata ({err})") from None
+    except _LOAD_ERRORS as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise SeldEdgeError(f"{model.path}: the graph does not run on its metadata's features ({reason})") from None
 
 
 def _check_graph(path: Path, session: ort.InferenceSession, metadata: ModelMetadata) -> None:

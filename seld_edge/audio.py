@@ -6,6 +6,7 @@ therefore parity between PyTorch and the runtime) never depend on a resampler's 
 e.g. ``sox in.wav -r 24000 out.wav``.
 """
 
+import io
 import struct
 from pathlib import Path
 
@@ -13,15 +14,21 @@ import numpy as np
 import soundfile as sf
 
 from seld_edge.errors import SeldEdgeError
-from seld_edge.io import atomic_write
+from seld_edge.io import OutputSet, StagedFile, atomic_write
 
 AUDIO_SUFFIXES = (".wav", ".flac")
+AUDIO_CONTAINERS = ("WAV", "WAVEX", "RF64", "FLAC")
+"""What libsndfile may find inside an audio file: WAV (and its extended forms) and FLAC, whose headers state
+their length, so that a cut file is noticed (libsndfile reads a cut OGG as a shorter recording)."""
 
 
 def find_audio_files(path: str | Path) -> list[Path]:
     """The audio file at path, or every audio file under the folder path (sorted, recursive)."""
     path = Path(path)
     if path.is_file():
+        if path.suffix.lower() not in AUDIO_SUFFIXES:
+            suffixes = " or ".join(AUDIO_SUFFIXES)
+            raise SeldEdgeError(f"{path}: not a {suffixes} file (convert it, e.g. with ffmpeg or sox)")
         return [path]
     if not path.is_dir():
         raise SeldEdgeError(f"{path}: no such file or directory")
@@ -32,11 +39,17 @@ def find_audio_files(path: str | Path) -> list[Path]:
 
 
 def audio_info(path: str | Path) -> tuple[int, int, int]:
-    """(sample_rate, channels, frames) from the header; SeldEdgeError when it cannot be read."""
+    """(sample_rate, channels, frames) from the header; SeldEdgeError when it cannot be read or is neither
+    WAV nor FLAC inside."""
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
         raise SeldEdgeError(f"{path}: not readable audio ({_reason(err)})") from None
+    if info.format not in AUDIO_CONTAINERS:
+        raise SeldEdgeError(
+            f"{path}: {info.format} audio is not read, only WAV and FLAC (a cut {info.format} file cannot be told "
+            "from a short one); convert it, e.g. with ffmpeg or sox"
+        )
     return info.samplerate, info.channels, info.frames
 
 
@@ -76,20 +89,35 @@ def read_audio(
 
     Errors as :func:`check_audio_file`, and NaN or infinite samples.
     """
-    check_audio_file(path, sample_rate, channels, min_samples)
+    frames = check_audio_file(path, sample_rate, channels, min_samples)
     try:
         data, _ = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
         raise SeldEdgeError(f"{path}: not readable audio ({_reason(err)})") from None
+    if len(data) < frames:
+        raise SeldEdgeError(f"{path}: truncated ({len(data)} of {frames} samples readable)")
     if not np.isfinite(data).all():
         raise SeldEdgeError(f"{path}: contains NaN or infinite samples")
     return np.ascontiguousarray(data.T)
 
 
-def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:
-    """Write (channels, samples) audio atomically; values are clipped to [-1, 1] by the PCM codec."""
+def write_audio(
+    path: str | Path, audio: np.ndarray, sample_rate: int, subtype: str = "PCM_16", outputs: OutputSet | None = None
+) -> None:
+    """Write (channels, samples) audio as a WAV file, atomically or into a set of outputs (written together);
+    values are clipped to [-1, 1] by the PCM codec."""
     audio = np.asarray(audio, dtype=np.float32)
-    atomic_write(path, lambda handle: sf.write(handle, audio.T, sample_rate, subtype=subtype, format="WAV"))
+
+    def write(handle: StagedFile) -> None:
+        # Encoded in memory first: libsndfile's write callbacks swallow the error of a full disk.
+        encoded = io.BytesIO()
+        sf.write(encoded, audio.T, sample_rate, subtype=subtype, format="WAV")
+        handle.write(encoded.getbuffer())
+
+    if outputs is None:
+        atomic_write(path, write)
+    else:
+        outputs.write(path, write)
 
 
 def foa_to_stereo(foa: np.ndarray) -> np.ndarray:

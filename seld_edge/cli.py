@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from seld_edge import __version__
-from seld_edge.errors import USER_ERROR_EXIT_CODE, SeldEdgeError, require
+from seld_edge.errors import USER_ERROR_EXIT_CODE, SeldEdgeError, require, user_message
 from seld_edge.features import FEATURE_KINDS
 from seld_edge.metrics import METRICS
 from seld_edge.plot_cli import plot_command
@@ -20,13 +20,14 @@ from seld_edge.text import plural
 
 
 class _Group(click.Group):
-    """Turns SeldEdgeError into a one-line message and a non-zero exit, never a traceback."""
+    """Turns SeldEdgeError, and any OSError (a full disk, a file that vanished), into a one-line message
+    and exit code 2, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except SeldEdgeError as err:
-            click.echo(f"error: {err}", err=True)
+        except (SeldEdgeError, OSError) as err:
+            click.echo(f"error: {user_message(err)}", err=True)
             ctx.exit(USER_ERROR_EXIT_CODE)
 
 
@@ -50,7 +51,9 @@ def main() -> None:
 )
 @click.option("--train", "n_train", type=click.IntRange(min=0), default=24, show_default=True, help="Training scenes.")
 @click.option("--test", "n_test", type=click.IntRange(min=0), default=8, show_default=True, help="Held-out scenes.")
-@click.option("--seconds", type=click.FloatRange(min=1.0), default=30.0, show_default=True, help="Scene length.")
+@click.option(
+    "--seconds", type=click.FloatRange(min=1.0, max=600.0), default=30.0, show_default=True, help="Scene length."
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the scenes.")
 @click.option("--no-reflections", is_flag=True, help="Leave out the early reflections.")
 def synth(
@@ -63,7 +66,11 @@ def synth(
     seed: int,
     no_reflections: bool,
 ) -> None:
-    """Write a synthetic STARSS23-layout data set (audio + DCASE metadata) to OUT_DIR (or -o DIR)."""
+    """Write a synthetic STARSS23-layout data set (audio + DCASE metadata) to OUT_DIR (or -o DIR).
+
+    The data set is written whole or (on any error) not at all; one already in OUT_DIR is replaced,
+    its scenes that the new one lacks removed.
+    """
     from seld_edge.synth import generate_dataset
     from seld_edge.synth.dataset import parse_formats
 
@@ -108,14 +115,19 @@ def convert_stereo(src_root: Path, dst_root: Path, clip_seconds: float) -> None:
 )
 def features(audio: Path, kind: str, out: Path) -> None:
     """Compute features of AUDIO and save them as a (C, T, F) float32 .npy file."""
+    import numpy as np
+
     from seld_edge.features import feature_config, features_from_file
-    from seld_edge.io import atomic_save_npy
+    from seld_edge.io import OutputSet
 
     config = feature_config(kind)
     if not audio.is_file():
         raise SeldEdgeError(f"{audio}: no such file")
-    array = features_from_file(audio, config)
-    atomic_save_npy(out, array)
+    if out.exists() and out.samefile(audio):
+        raise SeldEdgeError(f"{out}: that is the input audio; write the features to another file")
+    with OutputSet(out.parent, [out]) as outputs:  # the target is checked before the work
+        array = features_from_file(audio, config)
+        outputs.write(out, lambda handle: np.save(handle, array))
     click.echo(f"{out}: {kind} features {tuple(array.shape)}")
 
 

@@ -2,7 +2,8 @@
 
 Library code raises :class:`SeldEdgeError` for bad input (wrong channel count, unreadable audio,
 malformed metadata, ...). Only the command line catches it, prints its message on one line and exits
-with :data:`USER_ERROR_EXIT_CODE`; everything else is a bug and keeps its traceback.
+with :data:`USER_ERROR_EXIT_CODE`; it does the same for an OSError (the machine's fault, not the
+code's: a full disk, a file removed mid-run). Everything else is a bug and keeps its traceback.
 """
 
 from collections.abc import Iterable
@@ -13,6 +14,14 @@ USER_ERROR_EXIT_CODE = 2
 
 class SeldEdgeError(Exception):
     """Bad input from the user; the message names the file and says what is wrong."""
+
+
+def user_message(err: SeldEdgeError | OSError) -> str:
+    """The line a command prints for a user error: its message, or an OSError's reason and file (a full
+    disk, a file removed while it was read)."""
+    if isinstance(err, OSError):
+        return f"{err.filename}: {err.strerror or err}" if err.filename else str(err.strerror or err)
+    return str(err)
 
 
 def unknown_name(what: str, name: str, known: Iterable[str]) -> SeldEdgeError:

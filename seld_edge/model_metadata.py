@@ -21,6 +21,7 @@ from seld_edge.errors import SeldEdgeError
 from seld_edge.features import FeatureConfig
 from seld_edge.formats import OutputFormat, get_output_format
 from seld_edge.formats.label_rate import rate_ratio
+from seld_edge.formats.output_format import class_thresholds
 from seld_edge.postprocess import PostProcessing
 
 INPUT_NAME = "features"
@@ -80,6 +81,10 @@ class ModelMetadata:
         fmt = self.format
         if tuple(self.output_names) != fmt.outputs:
             raise ValueError(f"output_names: the {fmt.name} format's outputs are {list(fmt.outputs)}")
+        try:
+            class_thresholds(self.postprocess.thresholds, self.num_classes)
+        except SeldEdgeError as err:
+            raise ValueError(f"postprocess: {err}") from None
 
     @property
     def format(self) -> OutputFormat:
@@ -172,3 +177,27 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "checkpoint_sha256": _string,
     "package_version": _string,
 }
+
+
+OUTPUT_NEUTRAL_FIELDS = ("checkpoint_sha256", "package_version")
+"""Fields that say where a model came from, not what it computes."""
+
+
+def metadata_differences(ours: ModelMetadata, theirs: ModelMetadata) -> list[tuple[str, Any, Any]]:
+    """(field, our value, their value) for every field where two models' metadata differ in a way that
+    changes outputs: every field but those of OUTPUT_NEUTRAL_FIELDS, an input's feature config field by
+    field (``inputs[features].hop_length``)."""
+    differences = []
+    for f in fields(ModelMetadata):
+        a, b = getattr(ours, f.name), getattr(theirs, f.name)
+        if f.name in OUTPUT_NEUTRAL_FIELDS or a == b:
+            continue
+        if f.name == "inputs" and [i.name for i in a] == [i.name for i in b]:
+            for mine, other in zip(a, b, strict=True):
+                for key in (g.name for g in fields(FeatureConfig)):
+                    x, y = getattr(mine.feature_config, key), getattr(other.feature_config, key)
+                    if x != y:
+                        differences.append((f"inputs[{mine.name}].{key}", x, y))
+        else:
+            differences.append((f.name, a, b))
+    return differences

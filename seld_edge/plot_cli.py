@@ -67,7 +67,7 @@ def plot_command(
     if out.suffix.lower() == ".png" and len(pairs) > 1:
         raise SeldEdgeError(f"{out}: one file for {len(pairs)} clips; give a folder or --clip NAME")
     for name, ref_path, pred_path in pairs:
-        reference = read_events(ref_path, reference=True)
+        reference = read_events(ref_path, reference=True, cartesian_reference=True)  # any two files may be compared
         prediction = None if pred_path is None else read_events(pred_path, reference=False)
         stereo = csv_form(ref_path) == "stereo"
         scores = None

@@ -16,7 +16,7 @@ seld_edge.formats.label_rate has put a model's outputs there.
 """
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -76,27 +76,67 @@ def overlap_average(outputs: Sequence[np.ndarray], starts: Sequence[int], n_fram
 
     Outputs and starts are in label (output) frames. Where windows overlap their outputs are averaged,
     which smooths the predictions near window edges, where a model sees the least context. Frames past
-    n_frames come from padding and are dropped. Float32 outputs stay float32.
+    n_frames come from padding and are dropped. Float32 outputs stay float32. (:class:`OverlapAverage`
+    computes the same window by window.)
     """
     arrays = [np.asarray(output) for output in outputs]
     if not arrays or len(arrays) != len(starts):
         raise ValueError(f"need one start per window output, got {len(arrays)} outputs and {len(starts)} starts")
-    trailing = arrays[0].shape[1:]
-    if any(array.shape[1:] != trailing for array in arrays):
-        raise ValueError(f"window outputs differ in shape: {sorted({array.shape for array in arrays})}")
-    if min(starts) < 0:
-        raise ValueError(f"window starts must not be negative, got {min(starts)}")
-    end = max(n_frames, *(start + len(array) for start, array in zip(starts, arrays, strict=True)))
-    total = np.zeros((end, *trailing), dtype=np.float64)
-    count = np.zeros(end, dtype=np.int64)
-    for start, array in zip(starts, arrays, strict=True):
-        total[start : start + len(array)] += array
-        count[start : start + len(array)] += 1
-    total, count = total[:n_frames], count[:n_frames]
-    if not count.all():
-        raise ValueError(f"the windows leave frame {int(np.argmin(count))} of {n_frames} without an output")
-    average = total / count.reshape(-1, *(1,) * len(trailing))
-    return average.astype(np.result_type(*arrays, np.float32))
+    average = OverlapAverage(n_frames)
+    for start, array in sorted(zip(starts, arrays, strict=True), key=lambda pair: pair[0]):
+        average.add(start, array)
+    return average.pop(n_frames)
+
+
+class OverlapAverage:
+    """:func:`overlap_average` fed one window at a time, in order of start, for a clip of n_frames.
+
+    :meth:`pop` hands out the frames that no later window can reach, so a long recording's outputs are
+    averaged in memory of a few windows. The sums are the same (float64, in window order), so the
+    values equal those of overlap_average.
+    """
+
+    def __init__(self, n_frames: int) -> None:
+        self.n_frames = n_frames
+        self.first = 0  # clip frame of the first row held
+        self._total: np.ndarray | None = None  # float64 sums of the frames held
+        self._count = np.zeros(0, np.int64)
+        self._dtype: np.dtype = np.dtype(np.float32)
+
+    def add(self, start: int, output: np.ndarray) -> None:
+        output = np.asarray(output)
+        if start < 0:
+            raise ValueError(f"window starts must not be negative, got {start}")
+        if start < self.first:
+            raise ValueError(f"a window at {start} comes after frames up to {self.first} were handed out")
+        if self._total is None:
+            self._total = np.zeros((0, *output.shape[1:]), np.float64)
+        elif output.shape[1:] != self._total.shape[1:]:
+            raise ValueError(f"window outputs differ in shape: {sorted({output.shape[1:], self._total.shape[1:]})}")
+        self._dtype = np.result_type(self._dtype, output)
+        end = start + len(output) - self.first
+        if end > len(self._total):
+            grow = end - len(self._total)
+            self._total = np.concatenate([self._total, np.zeros((grow, *self._total.shape[1:]), np.float64)])
+            self._count = np.concatenate([self._count, np.zeros(grow, np.int64)])
+        self._total[start - self.first : end] += output
+        self._count[start - self.first : end] += 1
+
+    def pop(self, until: int) -> np.ndarray:
+        """The averaged frames from the first not yet handed out to until (at most n_frames); each must have
+        an output."""
+        assert self._total is not None, "no window added"
+        taken = max(0, min(until, self.n_frames) - self.first)
+        total = np.zeros((taken, *self._total.shape[1:])) if taken > len(self._total) else self._total[:taken]
+        count = np.pad(self._count[:taken], (0, taken - min(taken, len(self._count))))
+        if not count.all():
+            raise ValueError(
+                f"the windows leave frame {self.first + int(np.argmin(count))} of {self.n_frames} without an output"
+            )
+        average = (total / count.reshape(-1, *(1,) * (total.ndim - 1))).astype(self._dtype)
+        self._total, self._count = self._total[taken:], self._count[taken:]
+        self.first += taken
+        return average
 
 
 # --------------------------------------------------------------------------------------------------
@@ -196,7 +236,45 @@ class PostProcessing:
 
         Median filter, then the format's decoder, which takes its thresholds and options from this object.
         """
-        return output_format.decode(self._smoothed(outputs), num_classes, self)
+        return [e for events in self.event_blocks([outputs], output_format, num_classes) for e in events]
+
+    def event_blocks(
+        self, blocks: Iterable[Mapping[str, np.ndarray]], output_format: OutputFormat, num_classes: int
+    ) -> Iterator[list[Event]]:
+        """:meth:`to_events` of a clip whose outputs come in consecutive blocks of frames (a long recording
+        read piece by piece): the same events, in order, a list per block.
+
+        The median filter needs median_size // 2 frames on each side, so each block's last frames wait for
+        the next block, and the frames before a block are kept as its left context; at the clip's ends the
+        filter reflects as it does over a whole clip. Decoding is frame by frame in every format.
+        """
+        half = self.median_size // 2
+        held: dict[str, np.ndarray] = {}  # frames not yet decoded, after up to `half` frames of left context
+        offset = decoded = end = 0  # clip frame of held's first row; frames decoded; frames received
+        for block in blocks:
+            held = {name: np.concatenate([held[name], array]) if held else np.asarray(array)
+                    for name, array in block.items()}  # fmt: skip
+            end = offset + len(next(iter(held.values())))
+            if end - half > decoded:
+                yield self._decoded(held, offset, decoded, end - half, output_format, num_classes)
+                decoded = end - half
+                drop = max(0, decoded - half - offset)
+                held, offset = {name: array[drop:] for name, array in held.items()}, offset + drop
+        if end > decoded:
+            yield self._decoded(held, offset, decoded, end, output_format, num_classes)
+
+    def _decoded(
+        self,
+        held: Mapping[str, np.ndarray],
+        offset: int,
+        first: int,
+        stop: int,
+        output_format: OutputFormat,
+        num_classes: int,
+    ) -> list[Event]:
+        """Events of clip frames first .. stop - 1 from held (clip frames from offset): smoothed, decoded."""
+        rows = {name: array[first - offset : stop - offset] for name, array in self._smoothed(held).items()}
+        return [replace(e, frame=e.frame + first) for e in output_format.decode(rows, num_classes, self)]
 
 
 # --------------------------------------------------------------------------------------------------

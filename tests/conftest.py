@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from seld_edge.geometry import polar_to_unit
+from tests.faults import FullDisk, ReadOnly
 
 SAMPLE_RATE = 24000
 
@@ -25,6 +26,22 @@ def plane_wave_foa(seconds: float, azimuth: float, elevation: float, seed: int =
 @pytest.fixture
 def cli() -> CliRunner:
     return CliRunner()
+
+
+@pytest.fixture
+def full_disk(tmp_path, monkeypatch):
+    """A folder on a nearly full disk (tests/faults.py): put content in, then call fill()."""
+    disk = FullDisk(tmp_path / "disk", monkeypatch)
+    yield disk
+    disk.close()
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A folder whose content becomes read-only on lock() (tests/faults.py)."""
+    folder = ReadOnly(tmp_path / "locked")
+    yield folder
+    folder.close()
 
 
 # Prepended to a subprocess script: any import of torch fails, as on a machine without it. An import

@@ -110,3 +110,60 @@ def test_eval_and_synth_bad_input(cli, tmp_path):
     assert result.exit_code == 2 and "a.csv:1: malformed row" in result.output
     result = cli.invoke(main, ["synth", str(tmp_path / "s"), "--format", "binaural"])
     assert result.exit_code == 2
+
+
+def test_features_of_samples_too_loud_for_float32_are_refused(cli, tmp_path):
+    """A float WAV with samples at 3e38 gave every feature NaN and exit 0: their power overflows float32."""
+    from seld_edge.audio import write_audio
+    from seld_edge.cli import main
+
+    audio = plane_wave_foa(1.0, 0.0, 0.0)
+    audio[:, 100:110] = 3e38
+    write_audio(tmp_path / "loud.wav", audio, 24000, subtype="FLOAT")
+    result = cli.invoke(main, ["features", str(tmp_path / "loud.wav"), "--kind", "foa_logmel_iv",
+                               "-o", str(tmp_path / "f.npy")])  # fmt: skip
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert f"{tmp_path / 'loud.wav'}: its features are not finite: the samples reach 3e+38" in result.output
+    assert not (tmp_path / "f.npy").exists()
+
+
+def test_only_wav_and_flac_are_read_whatever_the_file_is_called(cli, tmp_path):
+    """OGG was read as a single file (a cut one silently shortened) but skipped inside folders."""
+    import soundfile as sf
+
+    from seld_edge.cli import main
+
+    sf.write(tmp_path / "clip.ogg", plane_wave_foa(1.0, 0.0, 0.0).T, 24000, format="OGG")
+    whole = (tmp_path / "clip.ogg").read_bytes()
+    (tmp_path / "renamed.wav").write_bytes(whole[: len(whole) // 2])  # cut, and misnamed
+    for name in ("clip.ogg", "renamed.wav"):
+        result = cli.invoke(main, ["features", str(tmp_path / name), "--kind", "foa_logmel_iv",
+                                   "-o", str(tmp_path / "f.npy")])  # fmt: skip
+        assert result.exit_code == 2 and result.output.count("\n") == 1
+        assert f"{name}: OGG audio is not read, only WAV and FLAC" in result.output
+
+
+def test_a_cartesian_csv_among_the_references_is_refused(cli, tmp_path):
+    """A 7-column row is the Cartesian prediction form; in a reference folder it was read as Cartesian."""
+    from seld_edge.cli import main
+
+    refs, preds = tmp_path / "refs", tmp_path / "preds"
+    refs.mkdir()
+    preds.mkdir()
+    (refs / "a.csv").write_text("3,1,0,0.0,1.0,0.0,2.0\n")
+    (preds / "a.csv").write_text("3,1,0,0.0,1.0,0.0,2.0\n")
+    result = cli.invoke(main, ["eval", "--ref", str(refs), "--pred", str(preds)])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "a.csv:1: malformed row" in result.output and "reference metadata is polar" in result.output
+    result = cli.invoke(main, ["eval", "--ref", str(preds), "--pred", str(preds), "--json"])
+    assert result.exit_code == 2, "the same file is refused as a reference whichever folder it sits in"
+
+
+def test_export_help_says_what_strict_refuses(cli):
+    from seld_edge.cli import main
+
+    result = cli.invoke(main, ["export", "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "finds an error (a graph TensorRT cannot build); warnings are printed and the file is written" in text
+    assert "errors and warnings alike" not in text

@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 from seld_edge.errors import SeldEdgeError  # noqa: E402
 from seld_edge.models import SeldSystem  # noqa: E402
 from seld_edge.synth import generate_dataset  # noqa: E402
+from tests.faults import one_line_error  # noqa: E402
 from training import fit as fit_module  # noqa: E402
 from training.checkpoint import load_checkpoint  # noqa: E402
 from training.config import resolve_config  # noqa: E402
@@ -80,7 +81,8 @@ def test_run_folder_holds_checkpoints_metrics_and_config_and_resumes(data, tmp_p
     out = tmp_path / "run"
     result = run(data, out, "--epochs", "2")
     assert result["epochs"] == 2
-    for name in ("best.json", "best.safetensors", "last.json", "last.safetensors", "last_state.pt", "config.json"):
+    for name in ("best.json", "best.safetensors", "last.json", "last.safetensors", "last_state.json",
+                 "last_state.safetensors", "config.json"):  # fmt: skip
         assert (out / name).is_file(), name
     meta = json.loads((out / "best.json").read_text())
     assert meta["model"] == "seldnet" and meta["output_format"] == "multi_accdoa" and len(meta["class_names"]) == 13
@@ -328,3 +330,159 @@ def test_auto_batch_size_keeps_the_largest_wanted_when_it_fits_and_trains_nothin
 def test_ffmamba_fits_its_batch_to_the_memory_up_to_the_papers_60():
     config = resolve_config("ffmamba", "d", "o")
     assert (config.batch_size, config.max_batch_size) == ("auto", 60)
+
+
+# --------------------------------------------------------------------------------------------------
+# hostile or damaged checkpoints and resume states: one line each
+
+ASSET = __import__("pathlib").Path(__file__).resolve().parents[1] / "seld_edge" / "assets" / "seldnet_synth"
+
+
+def _edited_checkpoint(folder, meta_edit=None, weights_edit=None):
+    from safetensors.torch import load_file, save_file
+
+    folder.mkdir()
+    meta = json.loads((ASSET / "best.json").read_text())
+    (folder / "best.json").write_text(json.dumps(meta_edit(meta) if meta_edit else meta))
+    weights = load_file(ASSET / "best.safetensors")
+    save_file(weights_edit(weights) if weights_edit else weights, folder / "best.safetensors")
+    return folder
+
+
+def _nan_first(weights):
+    name = next(k for k, v in weights.items() if v.is_floating_point() and k not in ("mean", "std"))
+    return {**weights, name: torch.full_like(weights[name], float("nan"))}
+
+
+@pytest.mark.parametrize(
+    ("meta_edit", "weights_edit", "message"),
+    [(lambda m: {k: v for k, v in m.items() if k != "model"}, None, "'model' is missing or not a str"),
+     (lambda m: [], None, "not a seld-edge-checkpoint/1 checkpoint"),
+     (lambda m: {**m, "model": 42}, None, "'model' is missing or not a str"),
+     (lambda m: {**m, "train_config": {**m["train_config"], "chunk_seconds": "x"}}, None,
+      "train_config.chunk_seconds must be a positive number, got 'x'"),
+     (None, lambda w: {k: v for k, v in w.items() if k != "mean"}, "the weights have no 'mean'"),
+     (None, lambda w: {**{k: v for k, v in w.items() if k != "net.fc.bias"}, "extra": torch.zeros(2),
+                       "net.fc.weight": torch.zeros(3, 3)},
+      "the weights do not fit seldnet (missing net.fc.bias; unexpected extra; net.fc.weight is (3, 3), the model's "
+      "(128, 128))"),
+     (None, _nan_first, "holds NaN or infinite values")],
+    ids=["no model", "a list", "model 42", "chunk x", "no mean", "other tensors", "nan weights"],
+)  # fmt: skip
+@pytest.mark.parametrize("command", ["predict", "export"])
+def test_damaged_checkpoints_are_one_line(tmp_path, cli, command, meta_edit, weights_edit, message):
+    from seld_edge.cli import main as cli_main
+
+    run = _edited_checkpoint(tmp_path / "run", meta_edit, weights_edit)
+    generate_dataset(tmp_path / "d", n_train=0, n_test=1, seconds=2.0, seed=1, progress=False)
+    wav = next((tmp_path / "d" / "foa_dev").rglob("*.wav"))
+    args = [str(wav), "-o", str(tmp_path / "out")] if command == "predict" else ["-o", str(tmp_path / "m.onnx")]
+    result = cli.invoke(cli_main, [command, str(run), *args])
+    assert result.exit_code == 2, result.output
+    one_line_error(result.output, message)  # export's step lines ("[1/5] load: ...") may come before it
+    assert not (tmp_path / "out").exists() and not (tmp_path / "m.onnx").exists()
+
+
+def test_a_mismatched_state_dict_names_each_tensor(tmp_path):
+    from training.checkpoint import load_checkpoint as load
+
+    run = _edited_checkpoint(tmp_path / "run", None, lambda w: {**{k: v for k, v in w.items() if k != "net.fc.bias"},
+                                                                 "extra": torch.zeros(2)})  # fmt: skip
+    with pytest.raises(SeldEdgeError) as info:
+        load(run)
+    assert "missing net.fc.bias" in str(info.value) and "unexpected extra" in str(info.value)
+
+
+@pytest.fixture(scope="module")
+def one_epoch(data, tmp_path_factory):
+    """The run folder of a 2-epoch run stopped after its first epoch, as by a crash (no dropout, so that a
+    resumed run can repeat a straight one exactly)."""
+    out = tmp_path_factory.mktemp("one") / "run"
+    out.mkdir()  # as `python -m training.fit` leaves it after its first epoch
+    overrides = [*FAST, "model.dropout=0"]
+    config = resolve_config("seldnet", str(data), str(out), overrides=overrides, epochs=2, device="cpu")
+    trainer = Trainer(config)
+    loss = trainer._train_epoch(0, None)
+    trainer._end_epoch(0, loss, trainer._validate())
+    return out
+
+
+def _copy(run_folder, to):
+    import shutil
+
+    shutil.copytree(run_folder, to)
+    return to
+
+
+def test_resume_continues_exactly_where_the_run_stopped(data, tmp_path, one_epoch):
+    """One epoch and a resumed second equal two epochs straight: weights, optimizer state, learning rate and
+    step count, though the resume state is now safetensors + JSON rather than a pickle."""
+    from safetensors.torch import load_file
+
+    from training.checkpoint import read_resume_state
+
+    straight = tmp_path / "straight"
+    run(data, straight, "--epochs", "2", "model.dropout=0")
+    resumed = _copy(one_epoch, tmp_path / "resumed")
+    run(data, resumed, "--epochs", "2", "--resume", "model.dropout=0")
+    a, b = (read_resume_state(folder / "last_state") for folder in (straight, resumed))
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] > 0
+    assert a["scheduler"]["_last_lr"] == b["scheduler"]["_last_lr"]
+    assert a["optimizer"]["param_groups"] == b["optimizer"]["param_groups"]
+    assert isinstance(b["optimizer"]["param_groups"][0]["betas"], tuple), "tuples and integer keys come back"
+    for key, state in a["optimizer"]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(value, b["optimizer"]["state"][key][name]), (key, name)
+    weights = [load_file(folder / "last.safetensors") for folder in (straight, resumed)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    rows = [(folder / "metrics.csv").read_text().splitlines() for folder in (straight, resumed)]
+    lr = [[row.split(",")[2] for row in table] for table in rows]
+    print("lr per epoch", lr[0][1:], "steps", a["scheduler"]["last_epoch"])
+    assert lr[0] == lr[1] and len(rows[1]) == 3
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [("json", "last_state.json: malformed resume state (state.optimizer has an unknown kind 'pickle')"),
+     ("tensors", "last_state.safetensors: unreadable resume state tensor"),
+     ("old pickle", "last_state.pt: resume state of an older seld-edge (a pickle, which is never loaded)")],
+)  # fmt: skip
+def test_a_crafted_resume_state_is_refused_in_one_line(data, tmp_path, one_epoch, capsys, damage, message):
+    out = _copy(one_epoch, tmp_path / "run")
+    if damage == "json":
+        state = json.loads((out / "last_state.json").read_text())
+        state["state"]["dict"]["optimizer"] = {"pickle": "cos\nsystem\n(S'echo owned'\ntR."}
+        (out / "last_state.json").write_text(json.dumps(state))
+    elif damage == "tensors":
+        torch.save({"a": 1}, out / "last_state.safetensors")
+    else:
+        (out / "last_state.json").unlink()
+        torch.save({"epoch": 1}, out / "last_state.pt")
+    with pytest.raises(SystemExit) as info:
+        run(data, out, "--epochs", "2", "--resume", "model.dropout=0")
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "weights_only" not in err
+    one_line_error(err, message)
+
+
+def test_resume_with_a_changed_model_setting_is_one_line(data, tmp_path, one_epoch, capsys):
+    out = _copy(one_epoch, tmp_path / "run")
+    with pytest.raises(SystemExit) as info:
+        run(data, out, "--epochs", "2", "--resume", "model.dropout=0", "model.rnn_size=64")
+    assert info.value.code == 2
+    one_line_error(capsys.readouterr().err, "--resume: model.rnn_size 32 != 64 (the run's setting first)")
+
+
+def test_stderr_ends_with_the_error_when_a_clip_halfway_through_is_bad(tmp_path):
+    """A progress bar closed after the error line left stderr not ending with it."""
+    generate_dataset(tmp_path / "d", n_train=2, n_test=1, seconds=2.0, seed=1, progress=False)
+    bad = sorted((tmp_path / "d" / "metadata_dev").rglob("*.csv"))[1]
+    bad.write_text("0,1,0,10\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "training.fit", "--model", "seldnet", "--data", str(tmp_path / "d"),
+         "--out", str(tmp_path / "run"), "--device", "cpu"],
+        capture_output=True, text=True, check=False, cwd=__import__("pathlib").Path(__file__).parents[1],
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.rstrip("\n").split("\n")[-1].startswith(f"error: {bad}:1: malformed row"), proc.stderr
+    assert not (tmp_path / "run").exists()

@@ -70,6 +70,12 @@ def test_a_composite_has_one_input_per_recording():
         ("class_names", "[]", "class_names: a non-empty list"),
         ("model_args", "[1]", "field 'model_args' is malformed"),
         ("postprocess", "{}", "field 'postprocess' is malformed"),
+        # thresholds tuned for another class list named no file: the decoder found them, mid-run
+        (
+            "postprocess",
+            '{"type": "PostProcessing", "thresholds": [0.5, 0.5, 0.5]}',
+            "postprocess: got 3 per-class thresholds for 2 classes",
+        ),
     ],
 )
 def test_every_field_is_checked_with_its_name(field, value, message):
@@ -91,3 +97,16 @@ def test_missing_old_or_foreign_metadata_is_a_clear_error():
     config[0]["feature_config"]["hop_length"] = 470  # does not divide the 10 Hz label rate
     with pytest.raises(SeldEdgeError, match="does not divide"):
         ModelMetadata.from_props({**META.to_props(), "seld_edge.inputs": json.dumps(config)}, "m.onnx")
+
+
+def test_differences_that_change_outputs_are_named_field_by_field():
+    from dataclasses import replace
+
+    from seld_edge.model_metadata import metadata_differences
+
+    assert metadata_differences(META, replace(META, package_version="9.9", checkpoint_sha256="cd" * 32)) == []
+    hop = replace(META, inputs=(ModelInput("features", feature_config("foa_logmel_iv", hop_length=240)),))
+    assert metadata_differences(hop, META) == [("inputs[features].hop_length", 240, 480)]
+    other = replace(META, window_labels=60, postprocess=PostProcessing(thresholds=0.3), class_names=("a", "c"))
+    fields = [field for field, _, _ in metadata_differences(META, other)]
+    assert fields == ["class_names", "window_labels", "postprocess"]

@@ -124,3 +124,65 @@ def test_predict_and_run_write_the_same_events(tmp_path, cli):
     ]
     for a, b in zip(torch_events, runtime_events, strict=True):
         assert abs(a.azimuth - b.azimuth) < 0.1 and abs(a.elevation - b.elevation) < 0.1
+
+
+def _edited_model(tmp_path: Path, field: str, edit) -> Path:
+    """The shipped model with one metadata field edited (what a hand edit of the ONNX file does)."""
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(ASSETS / "seldnet_synth.onnx")
+    for prop in model.metadata_props:
+        if prop.key == f"seld_edge.{field}":
+            prop.value = edit(prop.value)
+    path = tmp_path / f"{field}.onnx"
+    onnx.save(model, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("field", "edit", "named"),
+    [
+        # The issue's case. The graph pools 5 feature frames per label frame, so since this change the model
+        # file is refused on loading (by run too); before, parity ran both sides on this metadata and passed.
+        ("inputs", lambda v: v.replace('"hop_length": 480', '"hop_length": 240'),
+         "the graph's outputs do not fit its metadata"),
+        ("inputs", lambda v: v.replace('"top_db": 80.0', '"top_db": 60.0'),
+         "its metadata differ from its checkpoint's where outputs depend on them: "
+         "inputs[features].top_db 60.0 here, 80.0 in the checkpoint"),
+        ("postprocess", lambda v: v.replace('"median_size": 1', '"median_size": 5'), "postprocess"),
+        ("window_labels", lambda v: "100", "window_labels 100 here, 50 in the checkpoint"),
+    ],
+)  # fmt: skip
+def test_a_model_whose_metadata_differ_from_its_checkpoint_is_refused(tmp_path, cli, field, edit, named):
+    """The issue: hop_length 480 -> 240 in the model file made `run` score SELD 0.689 where predict scores
+    0.386, while parity, running both sides with the model file's metadata, reported no difference."""
+    data = tmp_path / "data"
+    generate_dataset(data, n_train=0, n_test=1, seconds=6.0, seed=11, progress=False)
+    model = _edited_model(tmp_path, field, edit)
+    result = cli.invoke(main, ["parity", str(ASSETS / "seldnet_synth"), str(model), "--data", str(data)])
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1 and result.output.startswith(f"error: {model}: ")
+    assert named in result.output
+
+
+def test_each_side_runs_with_its_own_metadata(tmp_path):
+    """compare() given a checkpoint view that differs from the model file's (a median filter) finds events that
+    differ end to end, where both sides on one metadata block agree."""
+    from dataclasses import replace
+
+    from export.parity import compare, data_clips
+    from runtime.model import load_model
+    from training.checkpoint import checkpoint_metadata, load_checkpoint, resolve_checkpoint
+
+    data = tmp_path / "data"
+    generate_dataset(data, n_train=0, n_test=1, seconds=10.0, seed=12, progress=False)
+    system, info = load_checkpoint(ASSETS / "seldnet_synth")
+    torch_meta = checkpoint_metadata(resolve_checkpoint(ASSETS / "seldnet_synth"), system, info)
+    runtime = load_model(ASSETS / "seldnet_synth.onnx")
+    clips = data_clips(data, runtime.metadata)
+    same = compare(system, torch_meta, runtime, clips)
+    smoothed = replace(torch_meta, postprocess=replace(torch_meta.postprocess, median_size=9))
+    other = compare(system, smoothed, runtime, clips)
+    print(f"differing detections: {same['differing_detections']} with one metadata block, "
+          f"{other['differing_detections']} with a median of 9 on the PyTorch side")  # fmt: skip
+    assert same["differing_detections"] == 0 and other["differing_detections"] > 0
+    assert other["max_abs_error"] == same["max_abs_error"], "the network outputs are compared on the same windows"

@@ -43,26 +43,36 @@ def metadata(config: FeatureConfig, median_size: int = 3, window_labels: int = 5
     )  # fmt: skip
 
 
-def build_model(path: Path, meta: ModelMetadata | None, frames: int | str = "frames") -> Path:
+def build_model(
+    path: Path,
+    meta: ModelMetadata | None,
+    frames: int | str = "frames",
+    pool: int = PER_LABEL,
+    classes: int = NUM_CLASSES,
+    nan: bool = False,
+) -> Path:
     """features (B, 7, T, 64) -> accdoa (B, T/5, 117): AveragePool over 5 frames, then two linear maps.
 
-    frames: the input's time axis, a name (dynamic, as exported models must be) or a fixed size.
+    frames: the input's time axis, a name (dynamic, as exported models must be) or a fixed size. pool,
+    classes and nan make graphs that do not fit their metadata: another pooling, another class count, a
+    NaN weight.
     """
     from onnx import TensorProto, helper, numpy_helper
 
     config = feature_config("foa_logmel_iv") if meta is None else meta.feature_config
-    bins, channels, width = config.n_bins, config.out_channels, 9 * NUM_CLASSES
+    bins, channels, width = config.n_bins, config.out_channels, 9 * classes
     # IV bands are 0.75 * direction * (sum of the band's mel weights) for a plane wave
     band_sums = filterbank_for(config).sum(axis=0)
     w_direction = np.zeros((channels * bins, width), np.float32)
     for coord in range(3):  # IV x, y, z (channels 4, 5, 6) -> track 0, class 0, coordinate x, y, z
-        w_direction[(4 + coord) * bins : (5 + coord) * bins, coord * NUM_CLASSES] = 1.4 / (0.75 * band_sums * bins)
+        w_direction[(4 + coord) * bins : (5 + coord) * bins, coord * classes] = 1.4 / (0.75 * band_sums * bins)
     w_level = np.zeros((channels * bins, width), np.float32)
     w_level[:bins, 1] = 1.0 / (10 * bins)  # mean W log-mel / 10 -> track 0, class 1, x
+    w_level[0, 0] = np.nan if nan else 0.0
     b_level = np.zeros(width, np.float32)
     b_level[1] = 3.5
     nodes = [
-        helper.make_node("AveragePool", [INPUT_NAME], ["pooled"], kernel_shape=[PER_LABEL, 1], strides=[PER_LABEL, 1]),
+        helper.make_node("AveragePool", [INPUT_NAME], ["pooled"], kernel_shape=[pool, 1], strides=[pool, 1]),
         helper.make_node("Transpose", ["pooled"], ["labels"], perm=[0, 2, 1, 3]),
         helper.make_node("Reshape", ["labels", "shape"], ["flat"]),
         helper.make_node("MatMul", ["flat", "w_direction"], ["direction"]),
@@ -331,13 +341,29 @@ def _bad_case(tmp_path: Path, model_path: Path, case: str) -> tuple[Path, Path, 
     if case == "empty dir":
         (tmp_path / "empty").mkdir()
         return model_path, tmp_path / "empty", out, "empty: no audio files"
+    if case == "ogg":
+        sf.write(tmp_path / "clip.ogg", plane_wave_foa(1.0, 0.0, 0.0).T, SAMPLE_RATE, format="OGG")
+        return model_path, tmp_path / "clip.ogg", out, "clip.ogg: not a .wav or .flac file"
+    meta = metadata(feature_config("foa_logmel_iv"))
+    if case == "nan weight":
+        return build_model(tmp_path / "nan.onnx", meta, nan=True), good, out, "weight 'w_level' holds NaN or infinite"
+    if case == "other pooling":
+        model = build_model(tmp_path / "pool.onnx", meta, pool=1)
+        return model, good, out, "do not fit its metadata (pool_test gave output 'accdoa' of shape (1, 250, 117)"
+    if case == "other classes":
+        model = build_model(tmp_path / "classes.onnx", meta, classes=12)
+        return model, good, out, "outputs do not fit its metadata (multi-ACCDOA output has shape"
     assert case == "unwritable out"
     (tmp_path / "file").write_text("")
     return model_path, good, tmp_path / "file/out", "file/out: cannot write"
 
 
+CASES = ["not onnx", "no metadata", "channels", "sample rate", "empty dir", "unwritable out", "ogg", "nan weight",
+         "other pooling", "other classes"]  # fmt: skip
+
+
 @pytest.mark.parametrize("stream_flag", [[], ["--stream"]])
-@pytest.mark.parametrize("case", ["not onnx", "no metadata", "channels", "sample rate", "empty dir", "unwritable out"])
+@pytest.mark.parametrize("case", CASES)
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(main, cli, model_path, tmp_path, case, stream_flag):
     model, audio, out, message = _bad_case(tmp_path, model_path, case)
     result = cli.invoke(main, ["run", str(model), str(audio), "-o", str(out), *stream_flag])
@@ -393,3 +419,51 @@ def test_execution_providers_are_chosen_and_checked(model_path):
     options = model.session.get_session_options()
     assert options.intra_op_num_threads == 1
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_weights_read_without_onnx_equal_onnx_s_own(tmp_path):
+    """runtime.onnx_weights reads every floating-point tensor as the onnx package does: initialisers in raw
+    bytes or in typed fields (float, double, float16, bfloat16), Constant nodes, and the subgraphs of If."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from runtime.onnx_weights import first_non_finite, float_weights
+
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal(6).astype(np.float32)
+    initializers = [
+        numpy_helper.from_array(values, "raw32"),
+        helper.make_tensor("typed32", TensorProto.FLOAT, [6], values.tolist()),
+        helper.make_tensor("typed64", TensorProto.DOUBLE, [6], values.astype(np.float64).tolist()),
+        helper.make_tensor("typed16", TensorProto.FLOAT16, [6], values.astype(np.float16).tolist()),
+        helper.make_tensor("bf16", TensorProto.BFLOAT16, [2], [1.5, -2.0]),
+        numpy_helper.from_array(np.arange(3, dtype=np.int64), "ints"),
+    ]
+
+    def branch(name: str, value: float) -> onnx.GraphProto:
+        constant = helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.float32([value]), name))
+        return helper.make_graph([constant], name, [], [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1])])
+
+    nodes = [
+        helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(values[:2], "c")),
+        helper.make_node("Cast", ["raw32"], ["flag"], to=TensorProto.BOOL),
+        helper.make_node("ReduceMax", ["flag"], ["cond"], keepdims=0),
+        helper.make_node("If", ["cond"], ["y"], then_branch=branch("then", 1.0), else_branch=branch("else", np.nan)),
+    ]
+    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph(nodes, "g", [], [output], initializers)
+    path = tmp_path / "weights.onnx"
+    onnx.save(helper.make_model(graph), path)
+
+    found = dict(float_weights(path))
+    assert sorted(found) == sorted(["raw32", "typed32", "typed64", "typed16", "bf16", "c", "then", "else"])
+    for tensor in initializers[:5]:
+        np.testing.assert_array_equal(found[tensor.name], numpy_helper.to_array(tensor).ravel())
+    np.testing.assert_array_equal(found["bf16"], [1.5, -2.0])
+    np.testing.assert_array_equal(found["c"], values[:2])
+    assert first_non_finite(path) == "else", "a NaN in a subgraph's Constant is found"
+    shipped = dict(float_weights(Path(__file__).parents[1] / "seld_edge/assets/seldnet_synth.onnx"))
+    reference = onnx.load(Path(__file__).parents[1] / "seld_edge/assets/seldnet_synth.onnx").graph.initializer
+    floats = [t for t in reference if t.data_type == TensorProto.FLOAT]
+    assert len(shipped) >= len(floats) > 10
+    for tensor in floats:
+        np.testing.assert_array_equal(shipped[tensor.name], numpy_helper.to_array(tensor).ravel())

@@ -302,3 +302,35 @@ def test_bad_arguments_are_user_errors(tmp_path):
     with pytest.raises(SeldEdgeError, match="max_polyphony"):
         generate_scene(2.0, np.random.default_rng(0), max_polyphony=4)
     assert not list(tmp_path.iterdir())
+
+
+def test_resynthesising_into_a_folder_replaces_the_data_set_whole(cli, tmp_path):
+    """Re-synthesising with fewer scenes left the earlier third scene beside 'wrote 2 scenes'; with other
+    formats it left the earlier recordings of another seed beside the new metadata."""
+    from seld_edge.cli import main
+
+    def files(root):
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    args = ["--test", "0", "--seconds", "1", "--no-reflections"]
+    data, fresh = tmp_path / "data", tmp_path / "fresh"
+    earlier = cli.invoke(main, ["synth", str(data), "--train", "3", "--seed", "1", "--format", "foa,mic", *args])
+    assert earlier.exit_code == 0
+    (data / "notes.txt").write_text("mine")
+    result = cli.invoke(main, ["synth", str(data), "--train", "2", "--seed", "2", *args])
+    assert result.exit_code == 0 and "wrote 2 scenes (foa)" in result.output
+    assert cli.invoke(main, ["synth", str(fresh), "--train", "2", "--seed", "2", *args]).exit_code == 0
+    assert {k: v for k, v in files(data).items() if k != "notes.txt"} == files(fresh)
+    assert (data / "notes.txt").read_text() == "mine", "files that are not scenes are left alone"
+
+
+@pytest.mark.parametrize("seconds", ["inf", "nan", "1e7", "0.5"])
+def test_scene_lengths_out_of_range_are_refused_at_once(cli, tmp_path, seconds):
+    """--seconds inf spun until killed, nan raised ValueError, 1e7 ran for ever."""
+    from seld_edge.cli import main
+
+    result = cli.invoke(main, ["synth", str(tmp_path / "d"), "--seconds", seconds])
+    assert result.exit_code == 2 and "seconds" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "d").exists()
+    with pytest.raises(SeldEdgeError, match="--seconds must be between 1 and 600"):
+        generate_dataset(tmp_path / "d", seconds=float(seconds), progress=False)

@@ -78,12 +78,43 @@ def test_features_are_cached_per_config_and_the_normaliser_sees_train_only(datas
     assert sorted(c.clip.split for c in clips) == ["test", "train", "train"]
     cached = sorted(cache_folder(dataset, config, None).rglob("*.npy"))
     assert len(cached) == 3 and cache_folder(dataset, feature_config("foa_logmel_iv_128"), None) != cached[0].parent
-    np.testing.assert_array_equal(np.load(cached[0]), next(c for c in clips if c.clip.name == cached[0].stem).features)
+    name = cached[0].name.split(".")[0]
+    np.testing.assert_array_equal(np.load(cached[0]), next(c for c in clips if c.clip.name == name).features)
     train = [c for c in clips if c.clip.split == "train"]
     normalizer = Normalizer.fit(train)
     stacked = np.concatenate([c.features for c in train], axis=1)
     np.testing.assert_allclose(normalizer.mean[:, 0], stacked.mean(axis=1), rtol=1e-4, atol=1e-4)
     assert normalizer.mean.shape == (7, 1, 64)
+
+
+def test_changed_audio_behind_the_cache_gives_its_new_features(tmp_path):
+    """The issue's case: another data set synthesised into the same folder (same clip names and sizes), here
+    even with the earlier files' modification times, must not be read from the first one's cache."""
+    import os
+    import shutil
+
+    from seld_edge.features import features_from_file
+
+    config = feature_config("foa_logmel_iv")
+    generate_dataset(tmp_path / "data", n_train=1, n_test=1, seconds=3.0, seed=1, progress=False)
+    first = {c.clip.name: c.features for c in load_clips(tmp_path / "data", config, 13, progress=False)}
+    generate_dataset(tmp_path / "other", n_train=1, n_test=1, seconds=3.0, seed=2, progress=False)
+    for wav in (tmp_path / "other" / "foa_dev").rglob("*.wav"):
+        target = tmp_path / "data" / wav.relative_to(tmp_path / "other")
+        stat = target.stat()
+        shutil.copyfile(wav, target)
+        shutil.copyfile(tmp_path / "other" / "metadata_dev" / target.parent.name / f"{wav.stem}.csv",
+                        tmp_path / "data" / "metadata_dev" / target.parent.name / f"{wav.stem}.csv")  # fmt: skip
+        os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert target.stat().st_size == stat.st_size
+    second = load_clips(tmp_path / "data", config, 13, progress=False)
+    for clip in second:
+        np.testing.assert_array_equal(clip.features, features_from_file(clip.clip.audio, config))
+        difference = np.abs(clip.features - first[clip.clip.name]).max()
+        print(f"{clip.clip.name}: fresh features differ from the first data set's by up to {difference:.1f} dB")
+        assert difference > 10.0
+    cached = sorted(cache_folder(tmp_path / "data", config, None).rglob("*.npy"))
+    assert len(cached) == 2, "the first data set's cache files are replaced, not kept beside"
 
 
 def test_chunks_cover_each_clip_and_targets_match_the_chunk(dataset):

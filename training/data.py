@@ -1,12 +1,16 @@
 """Data for training: cached features, a train-split normaliser, 5 s training chunks, eval clips.
 
 Features are computed once per clip with the numpy definition (seld_edge.features) and cached as
-.npy under a folder named by the feature config's hash, so a changed config never reads stale
-features. The normaliser (mean/std per channel and frequency, as the baseline's StandardScaler per
-feature column) is fitted on the training split only: the baseline's fit on dev-test is a leak.
+.npy under a folder named by the feature config's hash, each file named by a key of its audio (size,
+modification time and a SHA-256 of the whole file), so neither a changed config nor changed audio
+(another data set synthesised into the same folder, a re-recorded clip) ever reads stale features.
+The normaliser (mean/std per channel and frequency, as the baseline's StandardScaler per feature
+column) is fitted on the training split only: the baseline's fit on dev-test is a leak.
 """
 
+import glob
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,7 +25,10 @@ from seld_edge.errors import SeldEdgeError
 from seld_edge.features import FeatureConfig, features_from_file
 from seld_edge.formats import Clip, Event, OutputFormat, find_clips, read_events
 from seld_edge.formats.label_rate import DCASE_LABEL_RATE_HZ, events_at_rate, rate_ratio
-from seld_edge.io import atomic_save_npy
+from seld_edge.io import atomic_save_npy, file_sha256
+
+_CACHE_NAME = re.compile(r"(\.[0-9a-f]{16})?\.npy")
+"""A cache file's name after its clip's: the audio key (or none: the form before keys)."""
 
 
 @dataclass
@@ -37,6 +44,32 @@ class ClipData:
 def cache_folder(data_dir: Path, config: FeatureConfig, cache_dir: str | None) -> Path:
     digest = hashlib.sha256(config.to_json().encode()).hexdigest()[:12]
     return Path(cache_dir or data_dir / ".seld_cache") / f"{config.kind}-{digest}"
+
+
+def audio_key(path: Path) -> str:
+    """What the cached features of an audio file depend on besides the config: its size, modification time
+    and the SHA-256 of its bytes. Size and time alone would miss a file replaced within the file system's time
+    resolution, or copied with its time kept; the hash costs a tenth of the features (80 ms against 780 ms
+    for 3 minutes of FOA on one core)."""
+    stat = path.stat()
+    text = f"{stat.st_size}:{stat.st_mtime_ns}:{file_sha256(path)}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cached_features(folder: Path, clip: Clip, config: FeatureConfig) -> np.ndarray:
+    """The clip's features from the cache, or computed and cached (replacing features of its earlier audio)."""
+    path = folder / clip.folder / f"{clip.name}.{audio_key(clip.audio)}.npy"
+    if path.is_file():
+        try:
+            return np.load(path)
+        except (OSError, ValueError):
+            pass  # a damaged cache file is computed again
+    features = features_from_file(clip.audio, config)
+    atomic_save_npy(path, features)
+    for stale in path.parent.glob(f"{glob.escape(clip.name)}.*npy"):
+        if stale != path and _CACHE_NAME.fullmatch(stale.name[len(clip.name) :]):
+            stale.unlink(missing_ok=True)
+    return features
 
 
 def load_clips(
@@ -55,22 +88,18 @@ def load_clips(
     folder = cache_folder(data_dir, config, cache_dir)
     per_label = config.frames_per_label(DCASE_LABEL_RATE_HZ)
     loaded = []
-    for clip in tqdm(clips, desc="features", unit="clip", disable=not progress):
-        path = folder / clip.folder / f"{clip.name}.npy"
-        if path.is_file():
-            features = np.load(path)
-        else:
-            features = features_from_file(clip.audio, config)
-            atomic_save_npy(path, features)
-        n_grid_frames = -(-features.shape[1] // per_label)
-        events = read_events(clip.metadata, reference=True, num_classes=num_classes)
-        late = [e.frame for e in events if e.frame >= n_grid_frames]
-        if late:
-            raise SeldEdgeError(
-                f"{clip.metadata}: frame {max(late)} is past the end of {clip.audio.name} "
-                f"({n_grid_frames} label frames of 100 ms)"
-            )
-        loaded.append(ClipData(clip, features, events, n_grid_frames))
+    with tqdm(clips, desc="features", unit="clip", disable=not progress) as bar:  # closed before an error shows
+        for clip in bar:
+            features = cached_features(folder, clip, config)
+            n_grid_frames = -(-features.shape[1] // per_label)
+            events = read_events(clip.metadata, reference=True, num_classes=num_classes)
+            late = [e.frame for e in events if e.frame >= n_grid_frames]
+            if late:
+                raise SeldEdgeError(
+                    f"{clip.metadata}: frame {max(late)} is past the end of {clip.audio.name} "
+                    f"({n_grid_frames} label frames of 100 ms)"
+                )
+            loaded.append(ClipData(clip, features, events, n_grid_frames))
     return loaded
 
 

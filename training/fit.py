@@ -16,6 +16,7 @@ used whenever WORLD_SIZE > 1 (gloo on CPU, nccl on CUDA).
 """
 
 import csv
+import io
 import json
 import math
 import os
@@ -33,17 +34,24 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from runtime.pipeline import grid_outputs
-from seld_edge.errors import USER_ERROR_EXIT_CODE, SeldEdgeError
+from seld_edge.errors import USER_ERROR_EXIT_CODE, SeldEdgeError, user_message
 from seld_edge.formats import Event
 from seld_edge.formats.classes import STARSS23_CLASSES
-from seld_edge.io import atomic_write, atomic_write_text
+from seld_edge.io import OutputSet, check_writable
 from seld_edge.metrics import evaluate, selection_name, selection_score
 from seld_edge.models import SeldSystem, network_card
 from seld_edge.models.system import system_metadata
 from seld_edge.postprocess import PostProcessing, tune_thresholds
 from seld_edge.process import keep_freed_memory
 from training.augment import build_augmentations
-from training.checkpoint import load_checkpoint, load_weights, read_checkpoint, save_checkpoint
+from training.checkpoint import (
+    load_checkpoint,
+    load_weights,
+    read_checkpoint,
+    read_resume_state,
+    save_checkpoint,
+    save_resume_state,
+)
 from training.config import TrainConfig, resolve_config
 from training.data import ChunkDataset, ClipData, Normalizer, load_clips
 from training.losses import loss_schedule
@@ -432,33 +440,33 @@ class Trainer:
 
     # --------------------------------------------------------------------------- bookkeeping
     def _end_epoch(self, epoch: int, loss: float, scores: dict[str, float]) -> None:
+        """The epoch's files as one set: checkpoints, resume state, metrics.csv and config.json all move into
+        the run folder together, or (a full disk) none does and the previous epoch's stay whole."""
         if not self.main:
             return
         info = {"epoch": epoch + 1, "train_loss": loss, "lr": self.scheduler.get_last_lr()[0],
                 "minutes": self.elapsed / 60.0, **scores}  # fmt: skip
-        self._log(info)
         score = selection_score(scores)
         checkpoint_info = {"class_names": self.class_names, "scores": scores,
                            "epoch": epoch + 1, "postprocess": self.postprocess.to_dict(),
                            "train_config": asdict(self.config)}  # fmt: skip
-        if score < self.best:
-            self.best, self.best_epoch = score, epoch + 1
-            save_checkpoint(self.out / "best", self.system, checkpoint_info)
-        save_checkpoint(self.out / "last", self.system, checkpoint_info)
+        improved = score < self.best
+        best, best_epoch = (score, epoch + 1) if improved else (self.best, self.best_epoch)
         state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "scaler": self.scaler.state_dict(), "epoch": epoch + 1, "best": self.best,
-                 "best_epoch": self.best_epoch, "elapsed": self.elapsed, "epochs": self.epochs}  # fmt: skip
-        atomic_write(self.out / "last_state.pt", lambda handle: torch.save(state, handle))
+                 "scaler": self.scaler.state_dict(), "epoch": epoch + 1, "best": best,
+                 "best_epoch": best_epoch, "elapsed": self.elapsed, "epochs": self.epochs}  # fmt: skip
+        with OutputSet(self.out) as outputs:
+            if improved:
+                save_checkpoint(self.out / "best", self.system, checkpoint_info, outputs)
+            save_checkpoint(self.out / "last", self.system, checkpoint_info, outputs)
+            save_resume_state(self.out / "last_state", state, outputs)
+            outputs.write_text(self.out / "metrics.csv", _metrics_text(self.out / "metrics.csv", info))
+            outputs.write_text(self.out / "config.json", self.config.to_json())
+        self.best, self.best_epoch = best, best_epoch
+        self._tensorboard(info)
         tqdm.write(f"epoch {epoch + 1}: loss {loss:.4f}  " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
 
-    def _log(self, row: dict[str, Any]) -> None:
-        path = self.out / "metrics.csv"
-        new = not path.exists()
-        with open(path, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+    def _tensorboard(self, row: dict[str, Any]) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
@@ -469,18 +477,58 @@ class Trainer:
                     tb.add_scalar(key, value, row["epoch"])
 
     def _resume(self) -> None:
-        state_path = self.out / "last_state.pt"
-        if not state_path.is_file():
-            raise SeldEdgeError(f"{self.out}: nothing to resume (no last_state.pt)")
-        system, _ = load_checkpoint(self.out / "last.json", device=str(self.device))
-        self.system.load_state_dict(system.state_dict())
-        state = torch.load(state_path, map_location=self.device, weights_only=True)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.start_epoch, self.best, self.elapsed = state["epoch"], state["best"], state["elapsed"]
-        self.best_epoch = state.get("best_epoch", 0)
-        self.epochs = max(self.epochs, state["epochs"])
+        """Continue the run in the run folder: its last weights, and the optimizer, scheduler and gradient
+        scaler exactly where they were. The model and its settings must be the run's."""
+        stem = self.out / "last_state"
+        if not stem.with_suffix(".json").is_file():
+            if stem.with_suffix(".pt").is_file():
+                raise SeldEdgeError(
+                    f"{stem}.pt: resume state of an older seld-edge (a pickle, which is never loaded); start a new "
+                    f"run, with init_from={self.out / 'last.json'} to keep its weights"
+                )
+            raise SeldEdgeError(f"{self.out}: nothing to resume (no last_state.json)")
+        stem_last, meta, weights = read_checkpoint(self.out / "last.json", device=str(self.device))
+        changed = _changed_settings(meta, self.system)
+        if changed:
+            raise SeldEdgeError(
+                f"--resume: {', '.join(changed)} (the run's setting first); resume with the run's settings, "
+                "or start a new run (init_from= keeps weights)"
+            )
+        load_weights(self.system, weights, f"{stem_last}.safetensors", strict=True)
+        state = read_resume_state(stem, device=str(self.device))
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            counters = {key: state[key] for key in ("epoch", "best", "elapsed", "best_epoch", "epochs")}
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise SeldEdgeError(f"{stem}.json: the resume state does not fit this run ({err})") from None
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in counters.values()):
+            raise SeldEdgeError(f"{stem}.json: the resume state's counters are not numbers")
+        self.start_epoch, self.best, self.elapsed = int(counters["epoch"]), float(counters["best"]), counters["elapsed"]
+        self.best_epoch = int(counters["best_epoch"])
+        self.epochs = max(self.epochs, int(counters["epochs"]))
+
+
+def _metrics_text(path: Path, row: dict[str, Any]) -> str:
+    """metrics.csv with row added: the earlier rows as they are (the file is rewritten whole, in the epoch's set)."""
+    earlier = path.read_text() if path.is_file() else ""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(row))
+    if not earlier:
+        writer.writeheader()
+    writer.writerow(row)
+    return earlier + buffer.getvalue()
+
+
+def _changed_settings(meta: dict[str, Any], system: SeldSystem) -> list[str]:
+    """The model and model settings that differ between a run's checkpoint and the system built now."""
+    if meta["model"] != system.name:
+        return [f"model {meta['model']} != {system.name}"]
+    ours = json.loads(json.dumps(system.model_args, default=str))  # as the checkpoint stores them (lists, not tuples)
+    theirs = meta["model_args"]
+    return [f"model.{key} {theirs.get(key)!r} != {ours.get(key)!r}" for key in sorted(set(ours) | set(theirs))
+            if ours.get(key) != theirs.get(key)]  # fmt: skip
 
 
 def out_of_memory_advice(config: TrainConfig, trainer: Trainer | None) -> str:
@@ -517,12 +565,12 @@ def train(
     run_dir = Path(config.out)
     if not resume and (run_dir / "last.json").exists():
         raise SeldEdgeError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another -o")
+    if int(os.environ.get("RANK", "0")) == 0:
+        check_writable(run_dir)  # before reading any data; the run folder appears with the first epoch's files
     trainer = None
     try:
         trainer = Trainer(config, resume=resume)
         config = trainer.config
-        if trainer.main:
-            atomic_write_text(run_dir / "config.json", config.to_json())
         result = trainer.fit()
     except (RuntimeError, MemoryError) as err:
         if not is_out_of_memory(err):
@@ -548,8 +596,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         sys.exit(err.exit_code)
     except click.Abort:
         sys.exit(1)
-    except SeldEdgeError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (SeldEdgeError, OSError) as err:
+        print(f"error: {user_message(err)}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)
     if not isinstance(result, dict):  # --help: click's exit code
         sys.exit(result)

@@ -94,11 +94,20 @@ def power_to_db(power: np.ndarray, top_db: float | None = 80.0) -> np.ndarray:
     The maximum is taken per leading index (per channel) over the last two axes, as the DCASE
     baseline calls librosa.power_to_db once per channel and file.
     """
-    db = 10.0 * np.log10(np.maximum(power, np.float32(AMIN)))
+    db = decibels(power)
     if top_db is not None:
-        floor = db.max(axis=(-2, -1), keepdims=True) - np.float32(top_db)
-        db = np.maximum(db, floor)
+        db = np.maximum(db, db_floor(db.max(axis=(-2, -1), keepdims=True), top_db))
     return db
+
+
+def decibels(power: np.ndarray) -> np.ndarray:
+    """10 log10(max(power, 1e-10)), elementwise in the input's precision: power_to_db before its floor."""
+    return 10.0 * np.log10(np.maximum(power, np.float32(AMIN)))
+
+
+def db_floor(maximum: np.ndarray, top_db: float) -> np.ndarray:
+    """The floor power_to_db clips to: top_db below the maximum (of :func:`decibels`), in its precision."""
+    return maximum - np.float32(top_db)
 
 
 def power_spectrum(spec: np.ndarray) -> np.ndarray:

@@ -7,7 +7,9 @@ Reading follows the official 2023/2024 loaders, which decide the form by the col
 
 Internally azimuth and elevation are degrees and distance is metres. Reference metadata stores
 distance in centimetres (``reference=True`` converts it); predictions store metres, except the 2025
-form, which keeps centimetres on both sides.
+form, which keeps centimetres on both sides. References are polar: a 7-column (Cartesian) row in a
+reference file is a prediction put in the wrong folder, and is refused rather than read (a viewer that
+compares any two files may allow it).
 
 Writing: FOA predictions always use the 7-column Cartesian form (distance 0 when the model estimates
 none), because a 6-column Cartesian file is silently read as polar by the official code.
@@ -21,7 +23,7 @@ import numpy as np
 
 from seld_edge.errors import SeldEdgeError
 from seld_edge.geometry import polar_to_unit, unit_to_polar
-from seld_edge.io import atomic_write_text
+from seld_edge.io import OutputSet, atomic_write_text
 
 STEREO_HEADER = ("frame", "class", "source", "azimuth", "distance", "onscreen")
 CSV_FORMS = ("cartesian", "polar", "dcase2025")
@@ -43,8 +45,15 @@ class Event:
         return polar_to_unit(self.azimuth, self.elevation)
 
 
-def read_events(path: str | Path, reference: bool = False, num_classes: int | None = None) -> list[Event]:
-    """Read a DCASE CSV; raises SeldEdgeError naming the file and line on a malformed row."""
+def read_events(
+    path: str | Path, reference: bool = False, num_classes: int | None = None, *, cartesian_reference: bool = False
+) -> list[Event]:
+    """Read a DCASE CSV; raises SeldEdgeError naming the file and line on a malformed row.
+
+    A reference (``reference=True``: data set metadata, distances in cm) in the 7-column Cartesian form
+    is refused, unless cartesian_reference (a viewer comparing any two files): it is a prediction in the
+    reference folder, and scoring it would score the wrong file.
+    """
     path = Path(path)
     try:
         text = path.read_text()
@@ -63,7 +72,7 @@ def read_events(path: str | Path, reference: bool = False, num_classes: int | No
             stereo = True
             continue
         try:
-            events.append(_parse_row(fields, stereo, reference))
+            events.append(_parse_row(fields, stereo, reference, cartesian_reference))
         except ValueError as err:
             raise SeldEdgeError(f"{path}:{line_no}: malformed row {line!r} ({err})") from None
         event = events[-1]
@@ -76,7 +85,7 @@ def read_events(path: str | Path, reference: bool = False, num_classes: int | No
     return events
 
 
-def _parse_row(fields: Sequence[str], stereo: bool, reference: bool) -> Event:
+def _parse_row(fields: Sequence[str], stereo: bool, reference: bool, cartesian_reference: bool) -> Event:
     if not all(fields):
         raise ValueError("empty field")
     frame, class_index, source = int(fields[0]), int(fields[1]), int(fields[2])
@@ -94,6 +103,8 @@ def _parse_row(fields: Sequence[str], stereo: bool, reference: bool) -> Event:
         scale = 0.01 if reference else 1.0
         return Event(frame, class_index, source, values[0], values[1], values[2] * scale)
     if len(fields) == 7:
+        if reference and not cartesian_reference:
+            raise ValueError("7 columns is the Cartesian prediction form; reference metadata is polar (5 or 6 columns)")
         x, y, z, distance = values
         if x == 0.0 and y == 0.0 and z == 0.0:
             raise ValueError("zero direction vector")
@@ -104,25 +115,42 @@ def _parse_row(fields: Sequence[str], stereo: bool, reference: bool) -> Event:
 
 def format_events(events: Iterable[Event], form: str = "cartesian") -> str:
     """CSV text for events in one of CSV_FORMS (see the module docstring)."""
+    return csv_header(form) + format_rows(sorted(events, key=lambda e: (e.frame, e.class_index, e.source)), form)
+
+
+def csv_header(form: str) -> str:
+    """The first line of a CSV in this form ("" for the forms without a header)."""
+    if form not in CSV_FORMS:
+        raise ValueError(f"unknown CSV form {form!r}; expected one of {CSV_FORMS}")
+    return ",".join(STEREO_HEADER) + "\n" if form == "dcase2025" else ""
+
+
+def format_rows(events: Iterable[Event], form: str = "cartesian") -> str:
+    """The rows of events in their order, each ending in a newline: a CSV written piece by piece (a long
+    recording's events as they are decoded) is csv_header, then the rows of each piece."""
     rows: list[str] = []
-    if form == "dcase2025":
-        rows.append(",".join(STEREO_HEADER))
-    for e in sorted(events, key=lambda e: (e.frame, e.class_index, e.source)):
+    for e in events:
         head = f"{e.frame},{e.class_index},{e.source}"
         if form == "cartesian":
             x, y, z = e.unit_vector()
-            rows.append(f"{head},{x:.4f},{y:.4f},{z:.4f},{(e.distance or 0.0):.4f}")
+            rows.append(f"{head},{x:.4f},{y:.4f},{z:.4f},{(e.distance or 0.0):.4f}\n")
         elif form == "polar":
             tail = "" if e.distance is None else f",{e.distance * 100.0:.0f}"
-            rows.append(f"{head},{e.azimuth:.0f},{e.elevation:.0f}{tail}")
+            rows.append(f"{head},{e.azimuth:.0f},{e.elevation:.0f}{tail}\n")
         elif form == "dcase2025":
             distance_cm = (e.distance or 0.0) * 100.0
-            rows.append(f"{head},{e.azimuth:.0f},{distance_cm:.0f},{e.onscreen or 0}")
+            rows.append(f"{head},{e.azimuth:.0f},{distance_cm:.0f},{e.onscreen or 0}\n")
         else:
             raise ValueError(f"unknown CSV form {form!r}; expected one of {CSV_FORMS}")
-    return "\n".join(rows) + ("\n" if rows else "")
+    return "".join(rows)
 
 
-def write_events(path: str | Path, events: Iterable[Event], form: str = "cartesian") -> None:
-    """Write events atomically: a failed write leaves no partial file."""
-    atomic_write_text(path, format_events(events, form))
+def write_events(
+    path: str | Path, events: Iterable[Event], form: str = "cartesian", outputs: OutputSet | None = None
+) -> None:
+    """Write events atomically (a failed write leaves no partial file), or into a set of outputs."""
+    text = format_events(events, form)
+    if outputs is None:
+        atomic_write_text(path, text)
+    else:
+        outputs.write_text(path, text)

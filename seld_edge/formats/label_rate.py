@@ -17,7 +17,7 @@ Numbers of frames follow without knowing the clip's duration: n model frames giv
 """
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 
 import numpy as np
@@ -74,3 +74,20 @@ def outputs_on_grid(outputs: Mapping[str, np.ndarray], label_rate_hz: float) -> 
         counts = np.minimum(down, len(array) - starts).reshape(-1, *(1,) * (array.ndim - 1))
         grid[name] = (np.add.reduceat(array, starts, axis=0) / counts).astype(array.dtype)
     return grid
+
+
+def grid_blocks(blocks: Iterable[Mapping[str, np.ndarray]], label_rate_hz: float) -> Iterator[dict[str, np.ndarray]]:
+    """:func:`outputs_on_grid` of a clip whose outputs come in consecutive blocks of model frames: the same
+    grid frames, block by block (a faster model's frames are grouped across block borders as over the
+    whole clip)."""
+    down = rate_ratio(label_rate_hz)[1]
+    pending: dict[str, np.ndarray] = {}
+    for block in blocks:
+        pending = {name: np.concatenate([pending[name], array]) if pending else np.asarray(array)
+                   for name, array in block.items()}  # fmt: skip
+        whole = len(next(iter(pending.values()))) // down * down
+        if whole:
+            yield outputs_on_grid({name: array[:whole] for name, array in pending.items()}, label_rate_hz)
+            pending = {name: array[whole:] for name, array in pending.items()}
+    if pending and len(next(iter(pending.values()))):
+        yield outputs_on_grid(pending, label_rate_hz)

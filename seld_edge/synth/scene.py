@@ -31,6 +31,7 @@ from seld_edge.synth.spatial import (
 SAMPLE_RATE = 24000
 LABEL_HOP_S = 0.1
 MIN_SECONDS = 1.0
+MAX_SECONDS = 600.0  # STARSS23's longest recordings are a few minutes; a scene is rendered in memory whole
 END_MARGIN_S = 0.001  # events end this much before the scene, so their last sample is inside it at any rate
 FIRST_ONSET_S = 0.5  # the first event starts within this, so every scene has at least one event
 DURATION_RANGE_S = (0.5, 4.0)
@@ -108,8 +109,10 @@ def generate_scene_formats(
     room: Room | None = None,
 ) -> tuple[dict[str, np.ndarray], list[Event]]:
     """:func:`generate_scene` recorded in several formats (see :func:`render_scene_formats`) at once."""
-    if seconds < MIN_SECONDS:
-        raise SeldEdgeError(f"scene length {seconds} s is too short (at least {MIN_SECONDS} s)")
+    if not seconds >= MIN_SECONDS:  # also NaN
+        raise SeldEdgeError(f"scene length {seconds} s is too short (at least {MIN_SECONDS:g} s)")
+    if seconds > MAX_SECONDS:
+        raise SeldEdgeError(f"scene length {seconds} s is too long (at most {MAX_SECONDS:g} s)")
     room = sample_room(rng) if room is None else room
     events = place_events(seconds, rng, room, max_polyphony, sample_rate)
     audio = render_scene_formats(events, seconds, rng, room, formats, sample_rate, reflections)
