@@ -205,14 +205,17 @@ def bench_scan_command(length: int | None, no_model: bool) -> None:
 
 
 @click.command("zoo")
-@click.option("--models", "names", multiple=True, help="Models to include (repeat, or comma-separated) [default: all].")
+@click.option(
+    "--models", "names", multiple=True,
+    help="Models to include (repeat, or comma-separated); every registered one when none is given.",
+)  # fmt: skip
 @click.option("--seconds", type=click.FloatRange(min=1.0), default=5.0, show_default=True, help="Clip length.")
 @click.option(
     "-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("bench_zoo"),
     show_default=True, help="Folder for zoo.csv, zoo.md, zoo.json and zoo.png.",
 )  # fmt: skip
 @click.option("--checkpoint", "checkpoints", multiple=True, metavar="NAME=CHECKPOINT",
-              help="A trained checkpoint or run folder for a model (default: random weights).")  # fmt: skip
+              help="A trained checkpoint or run folder for a model; random weights for the others.")  # fmt: skip
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Score each model on this data set.")
 @click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True, help="Timed rounds per model.")
 @click.option(

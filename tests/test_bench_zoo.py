@@ -10,12 +10,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 pytest.importorskip("matplotlib")
 
-import tests.toy_models  # noqa: E402, F401  (registers the toy models)
 from export.bench_zoo import DEVICES, ideal_ms, zoo_models  # noqa: E402
 from seld_edge.cli import main  # noqa: E402
 from seld_edge.models import ModelCard, register_model  # noqa: E402
 from seld_edge.synth import generate_dataset  # noqa: E402
-from tests.toy_models import ToyNet  # noqa: E402
+from tests.toy_models import ToyNet, registered_toys  # noqa: E402
 
 
 class Unexportable(ToyNet):
@@ -35,7 +34,13 @@ DEFAULTS = {
     "heads": [["sigmoid"], ["tanh"] * 3],
     "hidden": 16,
 }
-register_model("toy_unexportable", ModelCard("foa_logmel_iv", "sed_doa", defaults=DEFAULTS))(Unexportable)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def toys():
+    with registered_toys():
+        register_model("toy_unexportable", ModelCard("foa_logmel_iv", "sed_doa", defaults=DEFAULTS))(Unexportable)
+        yield
 
 
 def test_roofline_is_the_slower_of_compute_and_memory_by_hand():

@@ -73,7 +73,7 @@ def test_train_help_lists_the_settings_and_the_model_cards_values(cli):
     settings = result.output.split("Settings (KEY=VALUE")[1].splitlines()
     rows = {line.split()[0]: line.split()[1:] for line in settings[2:] if line.strip()}
     assert settings[1].split() == ["setting", "default", "ffmamba"]
-    assert rows["batch_size"] == ["32", "60"] and rows["lr"] == ["0.001", "0.0003"]  # the card's recipe
+    assert rows["batch_size"] == ["32", "auto"] and rows["lr"] == ["0.001", "0.0003"]  # the card's recipe
     assert rows["model.num_classes"] == ["13"] and "augment.foa_rotation" in rows
 
 

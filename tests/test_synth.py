@@ -224,7 +224,7 @@ def test_synth_command_writes_both_formats_or_says_why_not(cli, tmp_path):
     result = cli.invoke(main, ["synth", str(tmp_path / "d"), "--format", "foa,mic", "--train", "1", "--test", "0",
                                "--seconds", "2"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "wrote 1 scenes (foa, mic)" in result.output
+    assert "wrote 1 scene (foa, mic)" in result.output
     assert [p.relative_to(tmp_path / "d").as_posix() for p in sorted((tmp_path / "d").rglob("*.*"))] == [
         "foa_dev/dev-train-synth/fold1_room1_mix001.wav",
         "metadata_dev/dev-train-synth/fold1_room1_mix001.csv",

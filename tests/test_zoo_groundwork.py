@@ -13,7 +13,6 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-import tests.toy_models  # noqa: E402, F401  (registers the toy models)
 from seld_edge.cli import main as cli_main  # noqa: E402
 from seld_edge.errors import SeldEdgeError  # noqa: E402
 from seld_edge.formats import Event, get_output_format, read_events  # noqa: E402
@@ -21,10 +20,17 @@ from seld_edge.formats.label_rate import events_at_rate, grid_frames, outputs_on
 from seld_edge.models import ModelCard, register_model  # noqa: E402
 from seld_edge.postprocess import PostProcessing  # noqa: E402
 from seld_edge.synth import generate_dataset  # noqa: E402
+from tests.toy_models import registered_toys  # noqa: E402
 from training.fit import main as fit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--device", "cpu", "batch_size=4", "eval_hop_seconds=2"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def toys():
+    with registered_toys():
+        yield
 
 
 @pytest.fixture(scope="module")

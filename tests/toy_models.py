@@ -7,11 +7,15 @@ switches during training (M2M-AST), and a composite of two networks on two recor
 on the MIC array, DOA on FOA).
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from unittest import mock
+
 import torch
 from torch import nn
 
 from seld_edge.features import feature_config
-from seld_edge.models import CompositeCard, ModelCard, register_composite, register_model
+from seld_edge.models import CompositeCard, ModelCard, _registry, register_composite, register_model
 
 ACTIVATIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}
 
@@ -48,22 +52,28 @@ def _card(kind: str, output_format: str, rate: float, heads: list[list[str]], **
     return ModelCard(kind, output_format, label_rate_hz=rate, defaults=defaults, **card)
 
 
-# GLFER-Net's rate (T0 = Te / 16) and loss normalisation (eq. 9: over frames x classes).
-register_model(
-    "toy_sed_doa_5hz",
-    _card("foa_logmel_iv", "sed_doa", 5.0, [["sigmoid"], ["tanh"] * 3],
-          training={"loss": {"bce": 0.3, "masked_mse": {"weight": 0.7, "normaliser": "all"}}}),
-)(ToyNet)  # fmt: skip
-register_model("toy_accdoa_20hz", _card("foa_logmel_iv_128", "accdoa", 20.0, [["tanh"] * 3]))(ToyNet)
-# Stereo-RCnet's output: x, y and a distance per class; its format's default loss is eqs. 4-6.
-register_model("toy_stereo", _card("stereo_logmel", "stereo_accdoa", 10.0, [["tanh", "tanh", "relu"]]))(ToyNet)
-# M2M-AST's two networks, each switching its loss halfway through training.
-register_model(
-    "toy_sed",
-    _card("mic_logmel", "sed", 10.0, [["sigmoid"]], training={"loss_schedule": {0.5: "soft_f"}}),
-)(ToyNet)
-register_model(
-    "toy_doa",
-    _card("foa_logmel_iv", "doa", 10.0, [["tanh"] * 3], training={"loss_schedule": {0.5: "masked_mse"}}),
-)(ToyNet)
-register_composite("toy_sed_doa", CompositeCard({"sed": "toy_sed", "doa": "toy_doa"}, "sed_doa"))
+@contextmanager
+def registered_toys() -> Iterator[None]:
+    """The toy models are in the registry inside the with block only, so that the rest of the suite (the
+    registry-wide tests, the help texts that list the models) sees the zoo as a user does."""
+    with mock.patch.dict(_registry._MODELS):
+        # GLFER-Net's rate (T0 = Te / 16) and loss normalisation (eq. 9: over frames x classes).
+        register_model(
+            "toy_sed_doa_5hz",
+            _card("foa_logmel_iv", "sed_doa", 5.0, [["sigmoid"], ["tanh"] * 3],
+                  training={"loss": {"bce": 0.3, "masked_mse": {"weight": 0.7, "normaliser": "all"}}}),
+        )(ToyNet)  # fmt: skip
+        register_model("toy_accdoa_20hz", _card("foa_logmel_iv_128", "accdoa", 20.0, [["tanh"] * 3]))(ToyNet)
+        # Stereo-RCnet's output: x, y and a distance per class; its format's default loss is eqs. 4-6.
+        register_model("toy_stereo", _card("stereo_logmel", "stereo_accdoa", 10.0, [["tanh", "tanh", "relu"]]))(ToyNet)
+        # M2M-AST's two networks, each switching its loss halfway through training.
+        register_model(
+            "toy_sed",
+            _card("mic_logmel", "sed", 10.0, [["sigmoid"]], training={"loss_schedule": {0.5: "soft_f"}}),
+        )(ToyNet)
+        register_model(
+            "toy_doa",
+            _card("foa_logmel_iv", "doa", 10.0, [["tanh"] * 3], training={"loss_schedule": {0.5: "masked_mse"}}),
+        )(ToyNet)
+        register_composite("toy_sed_doa", CompositeCard({"sed": "toy_sed", "doa": "toy_doa"}, "sed_doa"))
+        yield
