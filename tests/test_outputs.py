@@ -24,9 +24,9 @@ from tests.test_runtime import build_model, metadata, scene_clip
 
 torch = pytest.importorskip("torch")
 
-import tests.toy_models  # noqa: E402, F401  (registers the toy models)
 from seld_edge.synth import generate_dataset  # noqa: E402
 from tests.test_export import make_checkpoint  # noqa: E402
+from tests.toy_models import registered_toys  # noqa: E402
 from training.fit import main as fit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +35,12 @@ ASSETS = ROOT / "seld_edge" / "assets"
 
 def setup_module() -> None:
     print(f"faults by {HOW}")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def toys():
+    with registered_toys():
+        yield
 
 
 @pytest.fixture(scope="module")
