@@ -10,7 +10,7 @@ Three comparisons, reported like Polygraphy (max / p99 absolute and relative err
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from runtime.pipeline import Model, clip_events
 from seld_edge.audio import read_audio
+from seld_edge.errors import SeldEdgeError
 from seld_edge.features import compute_features
 from seld_edge.formats import Event, find_clips, read_events
 from seld_edge.formats.dataset import recordings
@@ -58,11 +59,13 @@ def error_stats(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float
 
 @dataclass
 class ParityClip:
-    """One clip: its audio for each input of the model (by input name), and its reference events if known."""
+    """One clip: its audio for each input of the model (by input name), its reference events if known, and the
+    file each input's audio was read from (none for a generated clip), for messages."""
 
     name: str
     audio: dict[str, np.ndarray]
     reference: list[Event] | None
+    files: dict[str, Path] = field(default_factory=dict)
 
 
 def generated_clip(meta: ModelMetadata, seconds: float = 10.0, seed: int = 0) -> ParityClip:
@@ -80,13 +83,13 @@ def data_clips(data_dir: Path, meta: ModelMetadata, split: str = "test") -> list
     found = []
     for clip in clips:
         files = recordings(clip.audio, formats) if len(formats) > 1 else [{formats[0]: clip.audio}]
-        audio = {}
+        audio, paths = {}, {}
         for model_input in meta.inputs:
             config = model_input.feature_config
-            path = files[0][config.audio_format]
+            paths[model_input.name] = path = files[0][config.audio_format]
             audio[model_input.name] = read_audio(path, config.sample_rate, config.in_channels, config.min_samples)
         reference = read_events(clip.metadata, reference=True, num_classes=meta.num_classes)
-        found.append(ParityClip(clip.name, audio, reference))
+        found.append(ParityClip(clip.name, audio, reference, paths))
     return found
 
 
@@ -118,7 +121,10 @@ def compare(
         features, twin_features = {}, {}
         for model_input in meta.inputs:
             audio = clip.audio[model_input.name]
-            features[model_input.name] = compute_features(audio, model_input.feature_config)
+            try:
+                features[model_input.name] = compute_features(audio, model_input.feature_config)
+            except SeldEdgeError as err:  # samples too loud for float32 power spectra
+                raise SeldEdgeError(f"{clip.files.get(model_input.name, clip.name)}: {err}") from None
             with torch.no_grad():
                 twin_features[model_input.name] = twins[model_input.name](torch.from_numpy(audio)[None])[0].numpy()
             twin, ours = twin_features[model_input.name], features[model_input.name]

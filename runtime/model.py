@@ -32,7 +32,8 @@ TENSORRT = "TensorrtExecutionProvider"
 PROVIDERS = {"cpu": CPU, "cuda": CUDA, "tensorrt": TENSORRT}
 """``--provider`` names and their ONNX Runtime execution providers; ``auto`` picks among them."""
 
-# What ONNX Runtime raises for a file it cannot load (a missing or corrupt file, a graph it rejects).
+# What ONNX Runtime raises for a file it cannot load (a missing or corrupt file, a graph it rejects) or a graph
+# that fails on its input.
 _LOAD_ERRORS = (
     ort_state.Fail,
     ort_state.InvalidArgument,
@@ -117,7 +118,14 @@ class OnnxModel:
     def __call__(self, features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds = {i.name: np.ascontiguousarray(features[i.name], dtype=np.float32) for i in self.metadata.inputs}
         names = list(self.metadata.output_names)
-        return dict(zip(names, self.session.run(names, feeds), strict=True))
+        try:
+            return dict(zip(names, self.session.run(names, feeds), strict=True))
+        except _LOAD_ERRORS as err:  # a graph whose time axis is not as dynamic as its input says, a foreign graph
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            shapes = ", ".join(str(feed.shape) for feed in feeds.values())
+            raise SeldEdgeError(
+                f"{self.path}: the graph does not run on features of shape {shapes} ({reason})"
+            ) from None
 
 
 def load_model(path: str | Path, provider: str = "cpu", threads: int = 0) -> "OnnxModel | TrtModel":
@@ -173,15 +181,13 @@ def _check_outputs(model: OnnxModel) -> None:
         i.name: np.zeros((1, i.feature_config.out_channels, meta.window_frames(i), i.feature_config.n_bins), np.float32)
         for i in meta.inputs
     }
+    outputs = model(features)
     try:
-        outputs = checked_outputs(model(features), meta, 1, finite=False)
+        outputs = checked_outputs(outputs, meta, 1, finite=False)
         grid = outputs_on_grid({name: value[0] for name, value in outputs.items()}, meta.label_rate_hz)
         meta.postprocess.to_events(grid, meta.format, meta.num_classes)
     except (SeldEdgeError, ValueError) as err:
         raise SeldEdgeError(f"{model.path}: the graph's outputs do not fit its metadata ({err})") from None
-    except _LOAD_ERRORS as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise SeldEdgeError(f"{model.path}: the graph does not run on its metadata's features ({reason})") from None
 
 
 def _check_graph(path: Path, session: ort.InferenceSession, metadata: ModelMetadata) -> None:

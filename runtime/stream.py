@@ -52,7 +52,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from seld_edge.errors import SeldEdgeError
 from seld_edge.features import FeatureConfig
-from seld_edge.features.extract import linear_features, log_features, window_for
+from seld_edge.features.extract import check_finite, linear_features, log_features, window_for
 from seld_edge.features.functional import frame_spectra
 from seld_edge.formats import Event
 from seld_edge.formats.label_rate import rate_ratio
@@ -199,7 +199,9 @@ class FeatureStream:
             first = self.frames * hop - self._start
             segment = self._buffer[:, first : first + (count - 1) * hop + n_fft]
             frames = sliding_window_view(segment, n_fft, axis=-1)[:, ::hop]
-            features = linear_features(frame_spectra(frames, window_for(self.config)), self.config)
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused by check_finite, in one line
+                features = linear_features(frame_spectra(frames, window_for(self.config)), self.config)
+            check_finite(features, segment)
         else:
             features = self._joined([])
         self.frames += count

@@ -202,6 +202,8 @@ class PostProcessing:
 
         Bad values come from a user's config or a damaged file, so they are user errors.
         """
+        if not isinstance(data, Mapping):
+            raise SeldEdgeError(f"post-processing settings must be a mapping, got {data!r}")
         known = [f.name for f in fields(cls)]
         for key in sorted(set(data) - set(known)):
             raise unknown_name("post-processing key", key, known)

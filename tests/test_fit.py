@@ -366,8 +366,12 @@ def _nan_first(weights):
                        "net.fc.weight": torch.zeros(3, 3)},
       "the weights do not fit seldnet (missing net.fc.bias; unexpected extra; net.fc.weight is (3, 3), the model's "
       "(128, 128))"),
-     (None, _nan_first, "holds NaN or infinite values")],
-    ids=["no model", "a list", "model 42", "chunk x", "no mean", "other tensors", "nan weights"],
+     (None, _nan_first, "holds NaN or infinite values"),
+     # these named no file (predict), or exported a model that run refuses (export)
+     (lambda m: {**m, "class_names": ["a", "b"]}, None, "best.json: class_names: 2 names for the 13 classes"),
+     (lambda m: {**m, "postprocess": 5}, None, "best.json: post-processing settings must be a mapping, got 5")],
+    ids=["no model", "a list", "model 42", "chunk x", "no mean", "other tensors", "nan weights", "2 class names",
+         "postprocess 5"],
 )  # fmt: skip
 @pytest.mark.parametrize("command", ["predict", "export"])
 def test_damaged_checkpoints_are_one_line(tmp_path, cli, command, meta_edit, weights_edit, message):

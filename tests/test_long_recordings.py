@@ -75,15 +75,16 @@ def test_models_of_other_rates_inputs_and_tta_write_the_whole_clip_s_csv(
 ):
     """Untrained toy models (random weights give events enough) through the PyTorch side of the pipeline."""
     torch = pytest.importorskip("torch")
-    import tests.toy_models  # noqa: F401  (registers them)
     from seld_edge.models import new_system
     from seld_edge.models.system import system_metadata
     from seld_edge.postprocess import PostProcessing
+    from tests.toy_models import registered_toys
     from training.predict import TorchModel
 
     monkeypatch.setattr(FileFeatures, "FRAMES_PER_READ", 64)
     torch.manual_seed(0)
-    system = new_system(name).eval()
+    with registered_toys():
+        system = new_system(name).eval()
     meta = system_metadata(system, [f"c{i}" for i in range(13)], 2.0, PostProcessing(thresholds=0.1, median_size=3))
     model = TorchModel(system, meta)
     folders = {i.name: datasets[data] / i.feature_config.audio_folder for i in meta.inputs}

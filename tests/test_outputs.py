@@ -24,9 +24,9 @@ from tests.test_runtime import build_model, metadata, scene_clip
 
 torch = pytest.importorskip("torch")
 
-import tests.toy_models  # noqa: E402, F401  (registers the toy models)
 from seld_edge.synth import generate_dataset  # noqa: E402
 from tests.test_export import make_checkpoint  # noqa: E402
+from tests.toy_models import registered_toys  # noqa: E402
 from training.fit import main as fit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +35,12 @@ ASSETS = ROOT / "seld_edge" / "assets"
 
 def setup_module() -> None:
     print(f"faults by {HOW}")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def toys():
+    with registered_toys():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -121,9 +127,11 @@ def test_a_read_only_folder_is_refused_and_keeps_its_files(cli, read_only, model
     assert (read_only.folder / "a.csv").read_text() == "old\n"
 
 
-def test_an_error_halfway_through_a_folder_changes_nothing_and_stderr_ends_with_it(models, clips, tmp_path):
+@pytest.mark.parametrize("stream", [[], ["--stream"]], ids=["offline", "stream"])
+def test_an_error_halfway_through_a_folder_changes_nothing_and_stderr_ends_with_it(models, clips, tmp_path, stream):
     """Clip b's samples overflow float32 power spectra (3e38): the run stops after clip a was done, in one
-    line that is the last of stderr (the progress bar is closed before it), and writes no CSV."""
+    line that is the last of stderr (the progress bar is closed before it), and writes no CSV. A stream
+    wrote b's CSV from NaN features (no events after the loud block) and exited 0."""
     folder = tmp_path / "in"
     folder.mkdir()
     for name in "ac":
@@ -135,7 +143,7 @@ def test_an_error_halfway_through_a_folder_changes_nothing_and_stderr_ends_with_
     out.mkdir()
     (out / "a.csv").write_text("old\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "seld_edge", "run", str(models["run"]), str(folder), "-o", str(out)],
+        [sys.executable, "-m", "seld_edge", "run", str(models["run"]), str(folder), "-o", str(out), *stream],
         capture_output=True, text=True, cwd=ROOT, check=False,
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr

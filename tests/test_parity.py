@@ -102,6 +102,23 @@ def test_a_model_from_another_checkpoint_is_refused(tmp_path, cli):
     assert result.exit_code == 2 and "not a loadable ONNX model" in result.output
 
 
+def test_a_clip_too_loud_for_its_features_is_named(tmp_path, cli):
+    """Samples at 3e38 overflow float32 power spectra: parity --data said so without naming the file."""
+    import soundfile as sf
+
+    from tests.faults import one_line_error
+
+    generate_dataset(tmp_path / "data", n_train=0, n_test=1, seconds=2.0, seed=1, progress=False)
+    (wav,) = (tmp_path / "data" / "foa_dev").rglob("*.wav")
+    audio, rate = sf.read(wav, dtype="float32")
+    audio[1000:1010] = 3e38
+    sf.write(wav, audio, rate, subtype="FLOAT")
+    result = cli.invoke(main, ["parity", str(ASSETS / "seldnet_synth"), str(ASSETS / "seldnet_synth.onnx"),
+                               "--data", str(tmp_path / "data")])  # fmt: skip
+    assert result.exit_code == 2
+    one_line_error(result.output, f"{wav}: its features are not finite: the samples reach 3e+38")
+
+
 def test_predict_and_run_write_the_same_events(tmp_path, cli):
     from seld_edge.formats import read_events
 

@@ -50,12 +50,14 @@ def build_model(
     pool: int = PER_LABEL,
     classes: int = NUM_CLASSES,
     nan: bool = False,
+    reshape_labels: int = 0,
 ) -> Path:
     """features (B, 7, T, 64) -> accdoa (B, T/5, 117): AveragePool over 5 frames, then two linear maps.
 
     frames: the input's time axis, a name (dynamic, as exported models must be) or a fixed size. pool,
     classes and nan make graphs that do not fit their metadata: another pooling, another class count, a
-    NaN weight.
+    NaN weight. reshape_labels, when not 0, fixes the label frames of a Reshape: a time axis that is
+    dynamic in name only, as a graph traced with a constant shape has.
     """
     from onnx import TensorProto, helper, numpy_helper
 
@@ -82,7 +84,7 @@ def build_model(
         helper.make_node("Add", ["direction", "loud"], ["accdoa"]),
     ]
     initializers = [
-        numpy_helper.from_array(np.array([0, 0, -1], np.int64), "shape"),
+        numpy_helper.from_array(np.array([0, reshape_labels, -1], np.int64), "shape"),
         numpy_helper.from_array(w_direction, "w_direction"),
         numpy_helper.from_array(w_level, "w_level"),
         numpy_helper.from_array(b_level, "b_level"),
@@ -404,6 +406,20 @@ def test_a_fixed_time_axis_runs_offline_and_is_refused_by_streaming(main, cli, t
     other = build_model(tmp_path / "other.onnx", meta, frames=100)
     result = cli.invoke(main, ["run", str(other), str(tmp_path / "clip.wav"), "-o", str(tmp_path / "o")])
     assert result.exit_code == 2 and "fixes input 'features' at 100 frames, but its window is 250" in result.output
+
+
+def test_a_time_axis_dynamic_in_name_only_is_one_line_in_a_stream(main, cli, tmp_path):
+    """A graph that declares a dynamic time axis but reshapes to the window's 50 label frames runs offline
+    (whole windows) and failed a stream's first, shorter window with an ONNX Runtime traceback."""
+    meta = metadata(feature_config("foa_logmel_iv"))
+    model = build_model(tmp_path / "traced.onnx", meta, reshape_labels=meta.window_labels)
+    write_audio(tmp_path / "clip.wav", scene_clip(), SAMPLE_RATE)
+    offline = cli.invoke(main, ["run", str(model), str(tmp_path / "clip.wav"), "-o", str(tmp_path / "out")])
+    assert offline.exit_code == 0, offline.output
+    streamed = cli.invoke(main, ["run", str(model), str(tmp_path / "clip.wav"), "-o", str(tmp_path / "s"), "--stream"])
+    assert streamed.exit_code == 2 and len(streamed.output.strip().splitlines()) == 1, streamed.output
+    assert f"{model}: the graph does not run on features of shape (1, 7, 5, 64) (" in streamed.output
+    assert "Reshape" in streamed.output and not (tmp_path / "s").exists()
 
 
 def test_execution_providers_are_chosen_and_checked(model_path):

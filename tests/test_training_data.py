@@ -65,7 +65,8 @@ def test_config_layers_defaults_card_yaml_and_overrides(tmp_path):
      (["loss=bcee"], "unknown loss 'bcee'"),
      (["freeze=net"], "freeze must be a list of names, got 'net'"),
      (["patience=-1"], "patience must be positive"),
-     (["init_from=3"], "init_from must be a string or null, got 3")],
+     (["init_from=3"], "init_from must be a string or null, got 3"),
+     (["postprocess.thresholds=[0.5, 0.5]"], "postprocess: got 2 per-class thresholds for 13 classes")],
 )  # fmt: skip
 def test_config_errors_are_clear(overrides, message):
     with pytest.raises(SeldEdgeError, match=message):

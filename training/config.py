@@ -186,6 +186,7 @@ def validated(config: TrainConfig) -> TrainConfig:
                 bound = "positive" if name in _POSITIVE else "0 or more"
                 hint = ", or auto to fit the memory" if name == "batch_size" else ""
                 raise SeldEdgeError(f"{name} must be {bound} and finite{hint}, got {value!r}")
+    from seld_edge.formats.output_format import class_thresholds
     from seld_edge.postprocess import PostProcessing
     from training.augment import build_augmentations
     from training.losses import loss_schedule
@@ -197,7 +198,10 @@ def validated(config: TrainConfig) -> TrainConfig:
     except (ValueError, SeldEdgeError) as err:
         raise SeldEdgeError(f"augment: {err}") from None
     loss_schedule(card.format(model_args), config)
-    PostProcessing.from_dict(config.postprocess)
+    try:
+        class_thresholds(PostProcessing.from_dict(config.postprocess).thresholds, model_args["num_classes"])
+    except SeldEdgeError as err:
+        raise SeldEdgeError(f"postprocess: {err}") from None
     return config
 
 

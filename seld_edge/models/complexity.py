@@ -21,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from seld_edge.inference import hop_labels
 from seld_edge.models._registry import CompositeCard, model_card
-from seld_edge.models.system import Systems, new_system, system_metadata
+from seld_edge.models.system import new_system, system_metadata
 from seld_edge.postprocess import PostProcessing, window_starts
 
 DEFAULT_WINDOW_SECONDS = 5.0  # TrainConfig.chunk_seconds, for a card that does not set its own
@@ -98,7 +98,7 @@ def model_complexity(name: str, seconds: float = 5.0) -> Complexity:
     parameters = count_parameters(new_system(name))
     with torch.device("meta"):
         system = new_system(name)
-        meta = system_metadata(system, ["class"] * _classes(system), window_seconds(name), PostProcessing())
+        meta = system_metadata(system, ["class"] * system.num_classes, window_seconds(name), PostProcessing())
         inputs = [
             torch.empty(1, i.feature_config.out_channels, meta.window_frames(i), i.feature_config.n_bins)
             for i in meta.inputs
@@ -108,11 +108,6 @@ def model_complexity(name: str, seconds: float = 5.0) -> Complexity:
     labels = max(1, round(seconds * meta.label_rate_hz))
     windows = len(window_starts(max(labels, meta.window_labels), meta.window_labels, hop_labels(meta)))
     return Complexity(name, parameters, windows * macs_per_window, seconds, windows, windows * activations)
-
-
-def _classes(system: Systems) -> int:
-    args = system.model_args
-    return args["num_classes"] if "num_classes" in args else _classes(next(iter(system.parts.values())))
 
 
 __all__ = ["Complexity", "count_activations", "count_macs", "count_parameters", "model_complexity", "window_seconds"]

@@ -51,6 +51,10 @@ class SeldSystem(nn.Module):
         """Whether the network takes any whole number of label frames, or only its window (its card says)."""
         return self.card.dynamic_time
 
+    @property
+    def num_classes(self) -> int:
+        return self.model_args["num_classes"]
+
     @classmethod
     def unnormalised(cls, name: str, **model_args: Any) -> "SeldSystem":
         """A freshly built system whose normaliser is the identity (tests, parameter counts, benchmarks)."""
@@ -93,6 +97,10 @@ class CompositeSystem(nn.Module):
     @property
     def dynamic_time(self) -> bool:
         return all(system.dynamic_time for system in self.parts.values())
+
+    @property
+    def num_classes(self) -> int:
+        return next(iter(self.parts.values())).num_classes
 
     def forward(self, *features: torch.Tensor) -> dict[str, torch.Tensor]:
         outputs: dict[str, torch.Tensor] = {}
@@ -152,6 +160,8 @@ def system_metadata(
 ) -> ModelMetadata:
     """What an exported model of this system carries, and what predict and validation run on: the
     inference window is the training chunk."""
+    if len(class_names) != system.num_classes:
+        raise ValueError(f"class_names: {len(class_names)} names for the {system.num_classes} classes of {system.name}")
     rate = system.card.label_rate_hz
     return ModelMetadata(
         model=system.name,
