@@ -21,7 +21,7 @@ from tqdm import tqdm
 from runtime.pipeline import Model, clip_events
 from seld_edge.audio import read_audio
 from seld_edge.errors import SeldEdgeError
-from seld_edge.features import compute_features
+from seld_edge.features import compute_features, feature_difference
 from seld_edge.formats import Event, find_clips, read_events
 from seld_edge.formats.dataset import recordings
 from seld_edge.inference import hop_labels, n_label_frames
@@ -128,8 +128,9 @@ def compare(
             with torch.no_grad():
                 twin_features[model_input.name] = twins[model_input.name](torch.from_numpy(audio)[None])[0].numpy()
             twin, ours = twin_features[model_input.name], features[model_input.name]
-            error = np.abs(twin - ours).max() if twin.shape == ours.shape else np.inf  # other configs: no parity
-            feature_error = max(feature_error, float(error))
+            config = model_input.feature_config
+            error = feature_difference(ours, twin, config) if twin.shape == ours.shape else np.inf  # other configs
+            feature_error = max(feature_error, error)
         windows = _windows(features, meta, hop)
         torch_out, runtime_out = pytorch(windows), runtime(windows)
         for name in meta.output_names:

@@ -1,5 +1,6 @@
 """Shared fixtures: small deterministic signals and a CLI runner."""
 
+import os
 import textwrap
 
 import numpy as np
@@ -21,6 +22,28 @@ def plane_wave_foa(seconds: float, azimuth: float, elevation: float, seed: int =
     x, y, z = polar_to_unit(azimuth, elevation)
     foa = np.stack([source, y * source, z * source, x * source]) * 0.3
     return (foa + noise * rng.standard_normal(foa.shape)).astype(np.float32)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (`make test` runs one worker per core), each worker computes on one thread, in its
+    own process and in the processes it starts, so that the workers do not fight over the cores."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        for pool in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[pool] = "1"
+        try:
+            import torch
+        except ImportError:
+            return
+        torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist with --dist loadgroup: a test file runs on one worker, so that its module fixtures
+    (synthetic data sets, trained runs) are built once; the tests of the session's `exports` (every model
+    exported once, some minutes) all run on one worker too."""
+    for item in items:
+        group = "exports" if "exports" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture
@@ -79,14 +102,15 @@ def zoo_under_test() -> list[str]:
 
 
 def export_random_checkpoint(root, name: str) -> tuple:
-    """A random-weight checkpoint of a registered model under root/run, exported through the command line:
-    (system, checkpoint meta, run folder, model file, export output)."""
+    """A random-weight checkpoint of a registered model under root/run, exported through the command line
+    with --strict (the graph check finds nothing TensorRT 10.3 cannot build): (system, checkpoint meta, run
+    folder, model file, export output)."""
     from seld_edge.cli import main
     from tests.test_export import make_checkpoint
 
     system, meta = make_checkpoint(root / "run" / "best", name)
     model = root / "out" / f"{name}.onnx"
-    result = CliRunner().invoke(main, ["export", str(root / "run"), "-o", str(model)])
+    result = CliRunner().invoke(main, ["export", str(root / "run"), "-o", str(model), "--strict"])
     assert result.exit_code == 0, result.output
     return system, meta, root / "run", model, result.output
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from seld_edge.errors import SeldEdgeError
-from seld_edge.features import FEATURE_KINDS, FeatureConfig, compute_features, feature_config
+from seld_edge.features import FEATURE_KINDS, FeatureConfig, compute_features, feature_config, feature_difference
+from seld_edge.features.extract import compared_bins
 from seld_edge.features.functional import hann_window, hz_to_mel, mel_filterbank, mel_to_hz, power_to_db, stft
 from seld_edge.geometry import angular_distance_deg
 from tests.conftest import plane_wave_foa
@@ -153,19 +154,16 @@ class TestTorchTwin:
             twin = FeatureExtractor(config)(self.torch.from_numpy(np.stack(clips))).numpy()
         assert twin.shape == reference.shape
         c = config.in_channels
-        log_error = np.abs(twin[:, :c] - reference[:, :c])
-        if config.n_mels is None:
-            # A linear spectrogram keeps bins far below the frame maximum, where two float32 FFTs
-            # legitimately disagree (their round-off is relative to the frame, not the bin): the
-            # bound holds on bins within 60 dB of the maximum. Mel kinds are held on every bin.
-            log_error = log_error[reference[:, :c] > reference[:, :c].max(axis=(2, 3), keepdims=True) - 60.0]
+        # A linear spectrogram is held on its loud bins only (compared_bins says why); mel kinds on every bin.
+        error = np.abs(twin - reference)
+        held = compared_bins(reference, config)
+        held = np.ones_like(error, bool) if held is None else held
+        log_error = error[:, :c][held[:, :c]]
         print(f"{kind}: log spectrum max abs error {log_error.max():.2e} dB")
         assert log_error.max() <= 1e-3
+        assert feature_difference(reference, twin, config) == pytest.approx(error[held].max())
         if config.iv_norm:
-            iv_error = np.abs(twin[:, c:] - reference[:, c:])
-            if config.n_mels is None:
-                loud = reference[:, 0] > reference[:, 0].max(axis=(1, 2), keepdims=True) - 60.0
-                iv_error = iv_error.transpose(0, 2, 3, 1)[loud]
+            iv_error = error[:, c:][held[:, c:]]
             print(f"{kind}: intensity vector max abs error {iv_error.max():.2e}")
             # Per-bin L2-normalised IV without mel averaging is a unit vector even in noise-dominated
             # bins, where it amplifies FFT round-off: 1e-3 there (0.06 degrees), 1e-4 for mel kinds.

@@ -301,7 +301,9 @@ def exported(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("name", ["glfer_net_tiny", pytest.param("glfer_net", marks=pytest.mark.slow)])
+# The tiny scales are exported with --strict and held to the same bounds at 1, 5 and 60 s by the
+# registry-wide tests (tests/test_export.py, tests/test_parity.py), on the session's one export of each.
+@pytest.mark.parametrize("name", [pytest.param("glfer_net", marks=pytest.mark.slow)])
 def test_onnx_export_matches_pytorch_at_1_5_and_60_seconds(exported, name):
     system, model_bytes, findings, seconds = exported(name)
     errors = [str(f) for f in findings if f.severity == "error"]

@@ -45,22 +45,27 @@ def test_every_model_matches_pytorch_on_a_generated_scene(name, exports, cli):
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory) -> Path:
-    data = tmp_path_factory.mktemp("scene")
-    generate_dataset(data, n_train=0, n_test=1, seconds=8.3, seed=13, progress=False)
-    return data
+def scenes(tmp_path_factory) -> dict[str, Path]:
+    """A labelled scene of 8.3 s (not whole windows) per audio format the zoo reads."""
+    root = tmp_path_factory.mktemp("scene")
+    for fmt in ("foa", "stereo"):
+        generate_dataset(root / fmt, fmt=fmt, n_train=0, n_test=1, seconds=8.3, seed=13, progress=False)
+    return {fmt: root / fmt for fmt in ("foa", "stereo")}
 
 
 @pytest.mark.parametrize("name", zoo_under_test())
-def test_every_model_writes_the_same_events_through_run_and_predict(name, exports, cli, scene, tmp_path):
+def test_every_model_writes_the_same_events_through_run_and_predict(name, exports, cli, scenes, tmp_path):
     """End to end on a labelled scene of 8.3 s (not whole windows): the runtime's events equal PyTorch's."""
+    from runtime.model import load_model
     from seld_edge.formats import read_events
 
     _, _, run, model, _ = exports[name]
+    (source,) = load_model(model).metadata.inputs
+    scene = scenes[source.feature_config.audio_format]
     result = cli.invoke(main, ["parity", str(run), str(model), "--data", str(scene), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    audio = scene / "foa_dev"
+    audio = scene / source.feature_config.audio_folder
     for command, source, out in (("run", model, "rt"), ("predict", run, "pt")):
         done = cli.invoke(main, [command, str(source), str(audio), "-o", str(tmp_path / out)])
         assert done.exit_code == 0, done.output

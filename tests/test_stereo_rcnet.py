@@ -209,7 +209,9 @@ def test_a_training_step_with_the_card_loss_lowers_it():
 # -------------------------------------------------------------------------------------------- ONNX
 
 
-@pytest.mark.parametrize("name", each_model())
+# The tiny scales are exported with --strict and held to the same bounds at 1, 5 and 60 s by the
+# registry-wide tests (tests/test_export.py, tests/test_parity.py), on the session's one export of each.
+@pytest.mark.parametrize("name", [pytest.param("stereo_rcnet", marks=pytest.mark.slow)])
 def test_onnx_export_is_strict_clean_and_matches_pytorch_at_1_5_and_60_seconds(name, tmp_path):
     stem = tmp_path / "best"
     system, meta = make_checkpoint(stem, name)

@@ -82,6 +82,32 @@ def log_features(linear: np.ndarray, config: FeatureConfig) -> np.ndarray:
     return linear
 
 
+# Two float32 computations of a linear spectrum (numpy's and the torch twin's) are compared only on bins
+# within this range of their channel's loudest bin in the clip: FFT round-off is relative to the frame, not
+# the bin, so far below it the two legitimately disagree in dB by 1e-2 and more. Mel bands average it away.
+COMPARED_RANGE_DB = 60.0
+
+
+def compared_bins(reference: np.ndarray, config: FeatureConfig) -> np.ndarray | None:
+    """The mask (the shape of reference, (..., C, T, F)) of the bins where two computations of config's
+    features are held to agree: None (every bin) for mel kinds; for a linear one, each spectral channel's
+    loud bins (:data:`COMPARED_RANGE_DB`) and, on the intensity vector, the omnidirectional channel's."""
+    if config.n_mels is not None:
+        return None
+    spectra = reference[..., : config.in_channels, :, :]
+    loud = spectra > spectra.max(axis=(-2, -1), keepdims=True) - COMPARED_RANGE_DB
+    iv = np.repeat(loud[..., :1, :, :], reference.shape[-3] - config.in_channels, axis=-3)
+    return np.concatenate([loud, iv], axis=-3)
+
+
+def feature_difference(reference: np.ndarray, other: np.ndarray, config: FeatureConfig) -> float:
+    """The largest absolute difference between two computations of the same features (..., C, T, F) on
+    :func:`compared_bins` (dB on the spectral channels, unit-vector components on the intensity vector)."""
+    error = np.abs(np.asarray(other, np.float64) - reference)
+    mask = compared_bins(reference, config)
+    return float(error.max() if mask is None else error[mask].max())
+
+
 def check_finite(features: np.ndarray, audio: np.ndarray) -> np.ndarray:
     """features, unless some are NaN or infinite: samples so loud (finite, but beyond about 1e19 in float32)
     that their power overflows. A model would turn them into NaN outputs and no events, silently."""
