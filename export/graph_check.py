@@ -1,6 +1,6 @@
 """What TensorRT's ONNX parser will reject or run badly, found before anyone reaches a Jetson.
 
-TensorRT cannot be installed on the development machines (reference/edge.md), so an exported graph is
+TensorRT cannot be installed on the development machines (docs/deployment.md), so an exported graph is
 checked here against the parser of the target TensorRT version. The rules for 10.3 (JetPack 6.1/6.2)
 come from the onnx-tensorrt sources, not from memory:
 

@@ -3,7 +3,7 @@
 The metadata is read from the session itself (``custom_metadata_map``), so the runtime needs neither
 torch nor the ``onnx`` package, only what a Jetson has. Execution providers: CPU by default; CUDA and
 TensorRT only when the installed onnxruntime build has them and the user asks (``auto`` takes the
-fastest one present). Session options follow reference/edge.md: ORT_ENABLE_ALL, a configurable
+fastest one present). Session options follow docs/deployment.md: ORT_ENABLE_ALL, a configurable
 intra-op thread count, and no spin-waiting, because on an edge CPU the audio capture and the feature
 extraction share the cores with ONNX Runtime and a spinning thread pool would steal their time.
 """

@@ -37,6 +37,7 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(1)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist with --dist loadgroup: a test file runs on one worker, so that its module fixtures
     (synthetic data sets, trained runs) are built once; the tests of the session's `exports` (every model

@@ -63,6 +63,15 @@ def datasets(tmp_path_factory) -> dict[str, Path]:
     return {"foa_mic": root / "foa_mic", "stereo": root / "stereo"}
 
 
+@pytest.fixture
+def toys():
+    """The toy models of tests/toy_models.py in the registry (a composite's parts are looked up by name)."""
+    from tests.toy_models import registered_toys
+
+    with registered_toys():
+        yield
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "data", "tta"),
@@ -71,20 +80,18 @@ def datasets(tmp_path_factory) -> dict[str, Path]:
     ids=["5 Hz with TTA", "20 Hz", "stereo with TTA", "two recordings"],
 )  # fmt: skip
 def test_models_of_other_rates_inputs_and_tta_write_the_whole_clip_s_csv(
-    tmp_path, monkeypatch, datasets, name, data, tta
+    tmp_path, monkeypatch, datasets, toys, name, data, tta
 ):
     """Untrained toy models (random weights give events enough) through the PyTorch side of the pipeline."""
     torch = pytest.importorskip("torch")
     from seld_edge.models import new_system
     from seld_edge.models.system import system_metadata
     from seld_edge.postprocess import PostProcessing
-    from tests.toy_models import registered_toys
     from training.predict import TorchModel
 
     monkeypatch.setattr(FileFeatures, "FRAMES_PER_READ", 64)
     torch.manual_seed(0)
-    with registered_toys():
-        system = new_system(name).eval()
+    system = new_system(name).eval()
     meta = system_metadata(system, [f"c{i}" for i in range(13)], 2.0, PostProcessing(thresholds=0.1, median_size=3))
     model = TorchModel(system, meta)
     folders = {i.name: datasets[data] / i.feature_config.audio_folder for i in meta.inputs}

@@ -36,7 +36,7 @@ from tests.conftest import BLOCK_TORCH
 
 ASSETS = Path(__file__).resolve().parents[1] / "seld_edge" / "assets"
 SHIPPED = ASSETS / "seldnet_synth.onnx"
-NO_TENSORRT = "tensorrt does not import here (TensorRT cannot be installed on these machines: reference/edge.md)"
+NO_TENSORRT = "tensorrt does not import here (TensorRT cannot be installed on these machines: docs/deployment.md)"
 
 
 @pytest.fixture(scope="module")

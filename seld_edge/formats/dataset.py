@@ -1,6 +1,6 @@
 """Finding the clips of a STARSS22/23, DCASE 2024 or DCASE 2025 data set on disk.
 
-Layout (reference/dcase.md)::
+Layout (docs/data.md)::
 
     ROOT/foa_dev/dev-train-sony/fold3_room21_mix001.wav     (or mic_dev/, stereo_dev/)
     ROOT/metadata_dev/dev-train-sony/fold3_room21_mix001.csv

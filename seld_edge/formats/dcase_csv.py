@@ -1,7 +1,7 @@
 """DCASE task 3 metadata and prediction CSVs: one :class:`Event` per row.
 
 Reading follows the official 2023/2024 loaders, which decide the form by the column count
-(reference/dcase.md): 5 = frame,class,source,azimuth,elevation; 6 = the same plus distance;
+(docs/data.md): 5 = frame,class,source,azimuth,elevation; 6 = the same plus distance;
 7 = frame,class,source,x,y,z,distance (Cartesian). A file whose first row is a header is the DCASE
 2025 stereo form `frame,class,source,azimuth,distance,onscreen`.
 

@@ -1,4 +1,4 @@
-"""Writing synthetic scenes in the STARSS23 / DCASE 2025 layout (reference/dcase.md).
+"""Writing synthetic scenes in the STARSS23 / DCASE 2025 layout (docs/data.md).
 
     OUT/foa_dev/dev-train-synth/fold1_room{r}_mix{k:03d}.wav      (mic_dev/ for "mic", stereo_dev/ for "stereo")
     OUT/foa_dev/dev-test-synth/fold2_room{r}_mix{k:03d}.wav

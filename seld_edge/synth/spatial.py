@@ -1,6 +1,6 @@
 """Putting sounds in space: a shoebox room, FOA encoding, early reflections, diffuse background.
 
-Conventions (reference/dcase.md): ACN channel order W, Y, Z, X with SN3D normalisation, so a plane
+Conventions (docs/data.md): ACN channel order W, Y, Z, X with SN3D normalisation, so a plane
 wave s from unit direction (x, y, z) gives W = s, Y = y s, Z = z s, X = x s. The direct path sets the
 time reference (its propagation delay is not applied, so audio and labels line up); reflections
 arrive later by their extra path length.

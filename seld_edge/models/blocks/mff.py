@@ -23,7 +23,7 @@ branch a 1x1 conv + BN, then nearest upsampling in frequency; to a coarser one a
 (1, 4) + BN per factor of 4 (ReLU between two of them). The fused sum passes a ReLU. The module's
 output is ReLU(full-resolution branch) + 0.5 * its input.
 
-What the paper leaves open and we chose (reference/models.md gives the rest): the branch layout over
+What the paper leaves open and we chose (docs/models.md gives the rest): the branch layout over
 the stages, which the paper's text does not spell out. The paper's totals decide between
 readings: the rest of MFF-EINV2 holds 23.70 M parameters, which leaves 3.18 M for this module. With
 all three branches from the start and a TFCM in every branch at every stage the module would hold

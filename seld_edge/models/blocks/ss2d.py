@@ -1,4 +1,4 @@
-"""VMamba's 2D selective scan (SS2D) and the block built around it (reference/models.md).
+"""VMamba's 2D selective scan (SS2D) and the block built around it (docs/models.md).
 
 A feature map (batch, T, F, C) is read as four sequences of T * F positions: row-major (time-major,
 frequency fastest), column-major, and both reversed. One selective scan runs all four at once, the
