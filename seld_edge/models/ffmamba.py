@@ -31,14 +31,16 @@ Where the card departs from the paper, and why:
 A 5 s clip runs through the runtime in 265 ms on one CPU core (``seld-edge bench scan``; README).
 
 ``ffmamba_tiny``: the same blocks (stem, MSF-VSS stages, WTED, BiGRU and heads) at a scale a CPU
-trains in minutes. Stem 16 channels, so stage widths 16/32/64/128; one block per stage (depths
+trains. Stem 16 channels, so stage widths 16/32/64/128; one block per stage (depths
 1/1/1/1); frequency pooled by 16 after the stem, so the first stage's scans are T * 8 long; d_state 1
 (VMamba v2's presets) and ssm_ratio 1; MSF in 8 groups (2 channels each in the first stage, as
 ``ffmamba``'s); BiGRU and heads 64. 0.457 M parameters and 0.12 GMACs per 5 s clip (``ffmamba``:
 2.66 M, 1.46 G). A training step takes 0.09-0.13 s of CPU time per 5 s chunk (one core, batch 8):
 about 3x SELDnet's, 1/20 of ``ffmamba``'s. Its card trains with Adam 1e-3, cosine to 1 %, batch 16
 and FOA rotation only, as SELDnet's: a 10-minute CPU budget needs many steps more than the
-regularisation of cutout and frequency shift.
+regularisation of cutout and frequency shift. Even so, 10 minutes on one core (8 epochs of the default
+synthetic set) reach only SELD 0.88: the chunked scan's many small element-wise operations make an
+epoch cost about ten times SELDnet's (README).
 """
 
 import torch
@@ -75,7 +77,7 @@ _DEFAULTS = {
 _TRAINING = {"optimizer": "adam", "lr": 3e-4, "scheduler": "linear", "lr_end_factor": 1 / 3, "epochs": 32,
              "batch_size": "auto", "max_batch_size": 60}  # fmt: skip
 _AUGMENT = {"foa_rotation": True, "cutout": True, "freq_shift": True}
-# ffmamba_tiny: the same blocks at a scale a CPU trains in minutes (see the module docstring).
+# ffmamba_tiny: the same blocks at a scale a CPU trains (see the module docstring).
 _TINY = {**_DEFAULTS, "stem_channels": 16, "stem_freq_pool": 16, "depths": (1, 1, 1, 1), "d_state": 1,
          "ssm_ratio": 1.0, "msf_groups": 8, "rnn_size": 64, "fc_size": 64}  # fmt: skip
 _TINY_TRAINING = {**_TRAINING, "lr": 1e-3, "scheduler": "cosine", "lr_end_factor": 0.01, "batch_size": 16,
