@@ -45,6 +45,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         group = "exports" if "exports" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(group))
+    # The longest group first, so that it does not start last and leave the other worker idle at the end.
+    items.sort(key=lambda item: "exports" not in getattr(item, "fixturenames", ()))
 
 
 @pytest.fixture

@@ -35,16 +35,12 @@ def run(data, out, *extra):
 
 # FFMamba at its published widths on 2 s chunks: a training step takes about a second on one core.
 MAMBA_FAST = ["batch_size=4", "chunk_seconds=2", "model.rnn_size=32", "eval_hop_seconds=2"]
-NO_AUGMENT = {
-    "seldnet": ["augment.foa_rotation=false"],
-    "ffmamba": ["augment.foa_rotation=false", "augment.cutout=false", "augment.freq_shift=false"],
-    "ffmamba_tiny": ["augment.foa_rotation=false"],
-}
+NO_AUGMENT = {"seldnet": ["augment.foa_rotation=false"], "ffmamba_tiny": ["augment.foa_rotation=false"]}
 
 
-@pytest.mark.parametrize(
-    ("name", "fast"), [("seldnet", FAST), ("ffmamba", MAMBA_FAST), ("ffmamba_tiny", ["batch_size=4"])]
-)
+# FFMamba's blocks learn here at their tiny scale (the same blocks); the published size trains through the
+# fit command below.
+@pytest.mark.parametrize(("name", "fast"), [("seldnet", FAST), ("ffmamba_tiny", ["batch_size=4"])])
 def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(data, tmp_path, name, fast):
     config = resolve_config(name, str(data), str(tmp_path), overrides=[*fast, "lr=3e-3", *NO_AUGMENT[name]])
     trainer = Trainer(config)
