@@ -22,7 +22,7 @@ lint: install
 
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q -n auto --dist loadgroup
+	$(BIN)/pytest -q -n auto --dist loadfile
 
 # Benchmarks print ratios against a reference run in the same process: each side on one core with one
 # thread per pool (BLAS, OpenMP, PyTorch, ONNX Runtime), the sides timed in alternating rounds.

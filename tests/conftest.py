@@ -37,16 +37,12 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(1)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist with --dist loadgroup: a test file runs on one worker, so that its module fixtures
-    (synthetic data sets, trained runs) are built once; the tests of the session's `exports` (every model
-    exported once, some minutes) all run on one worker too."""
-    for item in items:
-        group = "exports" if "exports" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
-    # The longest group first, so that it does not start last and leave the other worker idle at the end.
-    items.sort(key=lambda item: "exports" not in getattr(item, "fixturenames", ()))
+    """`make test` runs pytest-xdist with --dist loadfile (a file stays on one worker, so its module fixtures
+    are built once). tests/test_export.py holds every user of the session's `exports` (each model exported
+    once, minutes) and is the longest file: it goes first, so that it does not start last and leave the
+    other worker idle at the end."""
+    items.sort(key=lambda item: item.nodeid.split("::")[0] != "tests/test_export.py")
 
 
 @pytest.fixture

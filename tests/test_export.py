@@ -24,6 +24,7 @@ from seld_edge.errors import SeldEdgeError  # noqa: E402
 from seld_edge.model_metadata import ModelInput, ModelMetadata  # noqa: E402
 from seld_edge.models import SeldSystem, model_card  # noqa: E402
 from seld_edge.postprocess import PostProcessing  # noqa: E402
+from seld_edge.synth import generate_dataset  # noqa: E402
 from tests.conftest import zoo_under_test  # noqa: E402
 from training.checkpoint import save_checkpoint  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
@@ -120,6 +121,61 @@ def test_export_is_one_file_with_the_metadata_contract(exports, name):
     )
     assert re.search(r"^onnx: \d+\.\d MB in \d+\.\d s$", output, re.MULTILINE), output
     assert re.search(rf"^onnx\s+\d+\.\d MB\s+\d+\.\ds\s+\S.*{re.escape(str(model))}$", output, re.MULTILINE), output
+
+
+# The registry-wide parity checks share the session's one export of each model (the `exports` fixture), so
+# they live in this file: `make test` keeps a file on one pytest-xdist worker, and the exports are made once.
+
+
+@pytest.mark.parametrize("name", zoo_under_test())
+def test_every_model_matches_pytorch_on_a_generated_scene(name, exports, cli):
+    _, _, run, model, _ = exports[name]
+    result = cli.invoke(main, ["parity", str(run), str(model), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    print(f"{name}: max abs {report['max_abs_error']:.2e}, p99 {report['p99_abs_error']:.2e}, "
+          f"features {report['feature_max_abs_error']:.2e}")  # fmt: skip
+    assert set(report) >= {"max_abs_error", "p99_abs_error", "max_rel_error", "feature_max_abs_error", "delta_seld",
+                           "outputs"}  # fmt: skip
+    assert report["delta_seld"] is None, "no data set, no end-to-end comparison"
+    assert report["max_abs_error"] <= 1e-4
+    assert report["feature_max_abs_error"] <= 1e-3
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory) -> dict[str, Path]:
+    """A labelled scene of 8.3 s (not whole windows) per audio format the zoo reads."""
+    root = tmp_path_factory.mktemp("scene")
+    for fmt in ("foa", "stereo"):
+        generate_dataset(root / fmt, fmt=fmt, n_train=0, n_test=1, seconds=8.3, seed=13, progress=False)
+    return {fmt: root / fmt for fmt in ("foa", "stereo")}
+
+
+@pytest.mark.parametrize("name", zoo_under_test())
+def test_every_model_writes_the_same_events_through_run_and_predict(name, exports, cli, scenes, tmp_path):
+    """End to end on a labelled scene of 8.3 s (not whole windows): the runtime's events equal PyTorch's."""
+    from runtime.model import load_model
+    from seld_edge.formats import read_events
+
+    _, _, run, model, _ = exports[name]
+    (source,) = load_model(model).metadata.inputs
+    scene = scenes[source.feature_config.audio_format]
+    result = cli.invoke(main, ["parity", str(run), str(model), "--data", str(scene), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    audio = scene / source.feature_config.audio_folder
+    for command, source, out in (("run", model, "rt"), ("predict", run, "pt")):
+        done = cli.invoke(main, [command, str(source), str(audio), "-o", str(tmp_path / out)])
+        assert done.exit_code == 0, done.output
+    (runtime_csv,) = (tmp_path / "rt").glob("*.csv")
+    runtime, torch_events = read_events(runtime_csv), read_events(tmp_path / "pt" / runtime_csv.name)
+    print(f"{name}: {len(runtime)} events, {report['differing_detections']} differing, "
+          f"|delta SELD| {report['delta_seld']:.2e}")  # fmt: skip
+    assert runtime, "random weights and a 0.4 threshold detect something: the comparison is not vacuous"
+    assert [(e.frame, e.class_index, e.source) for e in runtime] == [
+        (e.frame, e.class_index, e.source) for e in torch_events
+    ]
+    assert report["differing_detections"] == 0 and report["delta_seld"] <= 1e-3
 
 
 def tiny_model(opset: int = 18) -> onnx.ModelProto:
