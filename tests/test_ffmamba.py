@@ -11,7 +11,6 @@ from seld_edge.models import create, model_card  # noqa: E402
 from seld_edge.models.blocks.msf import MSF  # noqa: E402
 from seld_edge.models.blocks.wavelet import WTED  # noqa: E402
 from tests import test_export as export_checks  # noqa: E402
-from tests import test_parity as parity_checks  # noqa: E402
 from tests.conftest import export_random_checkpoint, zoo_under_test  # noqa: E402
 
 
@@ -33,7 +32,7 @@ def test_published_size_export_is_one_file_with_the_metadata_contract(published)
 
 
 def test_published_size_matches_pytorch_through_the_parity_command(published, cli):
-    parity_checks.test_every_model_matches_pytorch_on_a_generated_scene("ffmamba", published, cli)
+    export_checks.test_every_model_matches_pytorch_on_a_generated_scene("ffmamba", published, cli)
 
 
 def test_tiny_is_the_same_blocks_at_the_documented_widths_and_depths():
