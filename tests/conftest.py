@@ -45,6 +45,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: item.nodeid.split("::")[0] != "tests/test_export.py")
 
 
+@pytest.fixture(scope="module")
+def toys():
+    """The toy models of tests/toy_models.py in the registry for one test module, and out of it after, so
+    that the registry-wide tests and the help texts see the zoo a user sees."""
+    from tests.toy_models import registered_toys
+
+    with registered_toys():
+        yield
+
+
 @pytest.fixture
 def cli() -> CliRunner:
     return CliRunner()

@@ -14,7 +14,7 @@ from export.bench_zoo import DEVICES, ideal_ms, zoo_models  # noqa: E402
 from seld_edge.cli import main  # noqa: E402
 from seld_edge.models import ModelCard, register_model  # noqa: E402
 from seld_edge.synth import generate_dataset  # noqa: E402
-from tests.toy_models import ToyNet, registered_toys  # noqa: E402
+from tests.toy_models import ToyNet  # noqa: E402
 
 
 class Unexportable(ToyNet):
@@ -37,10 +37,9 @@ DEFAULTS = {
 
 
 @pytest.fixture(scope="module", autouse=True)
-def toys():
-    with registered_toys():
-        register_model("toy_unexportable", ModelCard("foa_logmel_iv", "sed_doa", defaults=DEFAULTS))(Unexportable)
-        yield
+def unexportable_toy(toys):
+    """Registered beside the other toys, and removed with them at the end of the module."""
+    register_model("toy_unexportable", ModelCard("foa_logmel_iv", "sed_doa", defaults=DEFAULTS))(Unexportable)
 
 
 def test_roofline_is_the_slower_of_compute_and_memory_by_hand():

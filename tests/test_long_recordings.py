@@ -63,15 +63,6 @@ def datasets(tmp_path_factory) -> dict[str, Path]:
     return {"foa_mic": root / "foa_mic", "stereo": root / "stereo"}
 
 
-@pytest.fixture
-def toys():
-    """The toy models of tests/toy_models.py in the registry (a composite's parts are looked up by name)."""
-    from tests.toy_models import registered_toys
-
-    with registered_toys():
-        yield
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "data", "tta"),

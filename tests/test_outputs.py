@@ -26,7 +26,6 @@ torch = pytest.importorskip("torch")
 
 from seld_edge.synth import generate_dataset  # noqa: E402
 from tests.test_export import make_checkpoint  # noqa: E402
-from tests.toy_models import registered_toys  # noqa: E402
 from training.fit import main as fit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,10 +36,7 @@ def setup_module() -> None:
     print(f"faults by {HOW}")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def toys():
-    with registered_toys():
-        yield
+pytestmark = pytest.mark.usefixtures("toys")  # the toy models of tests/toy_models.py (conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -20,17 +20,13 @@ from seld_edge.formats.label_rate import events_at_rate, grid_frames, outputs_on
 from seld_edge.models import ModelCard, register_model  # noqa: E402
 from seld_edge.postprocess import PostProcessing  # noqa: E402
 from seld_edge.synth import generate_dataset  # noqa: E402
-from tests.toy_models import registered_toys  # noqa: E402
 from training.fit import main as fit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--device", "cpu", "batch_size=4", "eval_hop_seconds=2"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def toys():
-    with registered_toys():
-        yield
+pytestmark = pytest.mark.usefixtures("toys")  # the toy models of tests/toy_models.py (conftest.py)
 
 
 @pytest.fixture(scope="module")
