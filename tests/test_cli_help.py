@@ -84,7 +84,8 @@ def test_python_m_training_fit_is_the_train_command():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("Usage: python -m training.fit [OPTIONS] [KEY=VALUE]...")
     assert "``" not in proc.stdout  # no reStructuredText markup
-    ctx = click.Context(train_command, info_name="python -m training.fit")
+    # The command's own context settings (its -h): a bare Context would render "--help" alone.
+    ctx = click.Context(train_command, info_name="python -m training.fit", **train_command.context_settings)
     assert proc.stdout.split("Options:")[1] == train_command.get_help(ctx).split("Options:")[1] + "\n"
     opts = {o for p in train_command.params for o in p.opts}
     assert {"--model", "--data", "-o", "--output", "--out", "--epochs", "--max-minutes", "--config", "--device",
