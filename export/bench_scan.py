@@ -41,7 +41,7 @@ def ffmamba_first_stage() -> dict[str, int]:
         "dim": 4 * d_inner,
         "d_state": args["d_state"],
         "groups": 4,
-        "length": frames * config.n_bins // args["stem_freq_pool"],
+        "length": frames * config.n_bins // (args["stem_freq_stride"] * args["stem_freq_pool"]),
     }
 
 

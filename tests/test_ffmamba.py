@@ -41,7 +41,7 @@ def test_tiny_is_the_same_blocks_at_the_documented_widths_and_depths():
     print("ffmamba -> ffmamba_tiny:", changed)
     assert changed == {
         "stem_channels": (32, 16),
-        "stem_freq_pool": (4, 16),
+        "stem_freq_stride": (1, 4),
         "depths": ((1, 2, 2, 1), (1, 1, 1, 1)),
         "d_state": (4, 1),
         "ssm_ratio": (2.0, 1.0),
