@@ -33,7 +33,14 @@ Tiny scales, the same blocks and layout for CPU training and many streams on a s
   channels, conv branches 32/64/96 instead of 128/256/256, conformer width 96 with 4 heads, 1 layer
   per track and branch: 2,005,024 parameters, 5.7 GMAC per 5 s clip (the MFF module runs at full
   time and frequency resolution, so it dominates the cost).
-Pooling, kernel 31, feed-forward x4, dropout and the recipe are those of the published sizes.
+Pooling, kernel 31, feed-forward x4 and dropout are those of the published sizes, and so is
+``mff_einv2_tiny``'s recipe. ``einv2_tiny``'s card departs from the paper's recipe for a CPU budget of
+minutes: AdamW 2e-3 (weight decay 0.01) with cosine decay to 1 % and batch 8, instead of a constant
+3e-4 and batch 32. ``python -m training.fit --model einv2_tiny --data DATA --max-minutes 10`` on the
+default synthetic set and the whole 2-core development machine runs 13 epochs and reaches SELD 0.56 on
+the test split (the paper's recipe, one core: 0.98 after 3 epochs). ``mff_einv2_tiny`` costs 4.3x the
+multiply-adds and about 10x the training time per chunk (its MFF module at full resolution): 10 CPU
+minutes do not make one of its epochs.
 
 What the papers leave open, and what we chose:
 - Conformer details (parameter layout, dropout 0.1, Swish, GLU) follow the conformer the public EINV2
@@ -203,6 +210,8 @@ class MFFEINV2(nn.Module):
 _EINV2_TRAINING = {"optimizer": "adamw", "lr": 3e-4, "weight_decay": 0.01, "scheduler": "constant",
                    "batch_size": 32, "epochs": 80, "loss": {"trackwise_pit": {"sed_weight": 0.5}}}  # fmt: skip
 _MFF_TRAINING = {**_EINV2_TRAINING, "batch_size": 6, "epochs": 100}
+# einv2_tiny's recipe is for a CPU budget of minutes (module docstring): more steps, a larger learning rate.
+_EINV2_TINY_TRAINING = {**_EINV2_TRAINING, "lr": 2e-3, "scheduler": "cosine", "batch_size": 8}
 
 _CONFORMER = {"heads": 8, "ff_expansion": 4, "conv_kernel": 31, "layers_per_track": 2, "dropout": 0.1}
 _EINV2 = {"widths": (64, 128, 256, 512), "pools": ((2, 2), (2, 2), (2, 2), (1, 2)), **_CONFORMER}
@@ -222,6 +231,6 @@ def _card(defaults: dict, training: dict) -> ModelCard:
 
 
 register_model("einv2", _card(_EINV2, _EINV2_TRAINING))(EINV2)
-register_model("einv2_tiny", _card(_EINV2_TINY, _EINV2_TRAINING))(EINV2)
+register_model("einv2_tiny", _card(_EINV2_TINY, _EINV2_TINY_TRAINING))(EINV2)
 register_model("mff_einv2", _card(_MFF_EINV2, _MFF_TRAINING))(MFFEINV2)
 register_model("mff_einv2_tiny", _card(_MFF_EINV2_TINY, _MFF_TRAINING))(MFFEINV2)
