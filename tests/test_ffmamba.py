@@ -1,6 +1,6 @@
 """FFMamba at its published size, checked once here (the registry-wide tests run ``ffmamba_tiny`` in its
 place): ONNX export against PyTorch from 1 to 60 s, the export's metadata contract and the parity
-command; and what ``ffmamba_tiny`` is."""
+command; what ``ffmamba_tiny`` is, and that its checkpoints from before the strided stem still load."""
 
 import pytest
 
@@ -10,8 +10,10 @@ pytest.importorskip("onnxruntime")
 from seld_edge.models import create, model_card  # noqa: E402
 from seld_edge.models.blocks.msf import MSF  # noqa: E402
 from seld_edge.models.blocks.wavelet import WTED  # noqa: E402
+from seld_edge.models.system import SeldSystem, build_system  # noqa: E402
 from tests import test_export as export_checks  # noqa: E402
 from tests.conftest import export_random_checkpoint, zoo_under_test  # noqa: E402
+from training.checkpoint import load_weights  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +57,18 @@ def test_tiny_is_the_same_blocks_at_the_documented_widths_and_depths():
     assert abs(count - 0.457e6) / 0.457e6 < 0.01
     assert sum(isinstance(m, MSF) for m in model.modules()) == 4, "one MSF-VSS block per stage"
     assert sum(isinstance(m, WTED) for m in model.modules()) == 3
+
+
+def test_a_tiny_checkpoint_from_before_the_strided_stem_rebuilds_as_it_was_trained():
+    """Such a checkpoint stores stem_freq_pool 16 and no stem_freq_stride: it must not take today's stride."""
+    old_args = {k: v for k, v in model_card("ffmamba_tiny").defaults.items() if k != "stem_freq_stride"}
+    old_args["stem_freq_pool"] = 16
+    torch.manual_seed(0)
+    trained = SeldSystem.unnormalised("ffmamba_tiny", stem_freq_stride=1, stem_freq_pool=16).eval()
+    state = trained.state_dict()
+    rebuilt = build_system("ffmamba_tiny", old_args, state).eval()  # as training.checkpoint.load_checkpoint
+    load_weights(rebuilt, state, "the old checkpoint", strict=True)
+    assert rebuilt.model_args["stem_freq_stride"] == 1
+    features = torch.randn(1, 7, 80, 128)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(features), trained(features))

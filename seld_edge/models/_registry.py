@@ -34,6 +34,9 @@ class ModelCard:
     defaults: the constructor's keyword arguments; ``model.KEY=VALUE`` overrides them.
     init_args: defaults that only matter when a model is first built (a pretrained weight file); a
         checkpoint rebuilds the model without them, since its own weights replace them.
+    settings_added: settings added to the model after checkpoints of it were made, each with the value
+        that rebuilds such a checkpoint as it was trained (a checkpoint stores the settings it had, so
+        one that lacks a setting predates it and must not take a new default that changes the network).
     training: the paper's TrainConfig settings (optimizer, lr, batch_size, epochs, scheduler, loss, ...).
     augment: the paper's augmentations, by name (training.augment).
     """
@@ -46,6 +49,7 @@ class ModelCard:
     dynamic_time: bool = True
     defaults: Mapping[str, Any] = field(default_factory=dict)
     init_args: tuple[str, ...] = ()
+    settings_added: Mapping[str, Any] = field(default_factory=dict)
     training: Mapping[str, Any] = field(default_factory=dict)
     augment: Mapping[str, Any] = field(default_factory=dict)
 
@@ -68,7 +72,7 @@ class ModelCard:
         config = self.feature_config()
         config.frames_per_label(self.label_rate_hz)
         rate_ratio(self.label_rate_hz)
-        for key in ("num_classes", *self.format_args, *self.init_args):
+        for key in ("num_classes", *self.format_args, *self.init_args, *self.settings_added):
             if key not in self.defaults:
                 raise ValueError(f"model {name!r}: {key!r} is not one of its settings")
         self.format(self.defaults)

@@ -87,6 +87,8 @@ _TINY = {**_DEFAULTS, "stem_channels": 16, "stem_freq_stride": 4, "stem_freq_poo
 _TINY_TRAINING = {**_TRAINING, "lr": 2e-3, "scheduler": "cosine", "lr_end_factor": 0.01, "batch_size": 8,
                   "max_batch_size": None}  # fmt: skip
 _TINY_AUGMENT = {"foa_rotation": True}
+# Checkpoints made before the stem's stride existed had an unstrided stem (ffmamba_tiny pooled by 16).
+_ADDED = {"stem_freq_stride": 1}
 
 
 class FFMamba(nn.Module):
@@ -152,7 +154,9 @@ def _card(
     mixer: str, downsample: str, defaults: dict = _DEFAULTS, training: dict = _TRAINING, augment: dict = _AUGMENT
 ) -> ModelCard:
     defaults = {**defaults, "mixer": mixer, "downsample": downsample}
-    return ModelCard(FEATURE_KIND, "sed_doa", defaults=defaults, training=training, augment=augment)
+    return ModelCard(
+        FEATURE_KIND, "sed_doa", defaults=defaults, training=training, augment=augment, settings_added=_ADDED
+    )
 
 
 register_model("ffmamba", _card("msf", "wted"))(FFMamba)

@@ -27,7 +27,9 @@ class SeldSystem(nn.Module):
     """One network of the zoo with its feature normaliser (mean, std of shape (C, 1, F)).
 
     ``initialise`` False rebuilds a trained model: settings the card marks as init-only (a pretrained
-    weight file) take their defaults, because the checkpoint's weights replace whatever they would load.
+    weight file) take their defaults, because the checkpoint's weights replace whatever they would load,
+    and settings the card added after the checkpoint was made (absent from its model_args) take the
+    value that built it (``ModelCard.settings_added``), not today's default.
     """
 
     def __init__(
@@ -36,6 +38,8 @@ class SeldSystem(nn.Module):
         super().__init__()
         self.name = name
         self.card: ModelCard = network_card(name)
+        if not initialise:
+            model_args = {**self.card.settings_added, **model_args}
         self.model_args = resolved_config(name, **model_args)
         init_only = {} if initialise else {key: self.card.defaults[key] for key in self.card.init_args}
         build_args = {**self.model_args, **init_only}
