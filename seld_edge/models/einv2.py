@@ -38,9 +38,9 @@ Pooling, kernel 31, feed-forward x4 and dropout are those of the published sizes
 minutes: AdamW 2e-3 (weight decay 0.01) with cosine decay to 1 % and batch 8, instead of a constant
 3e-4 and batch 32. ``python -m training.fit --model einv2_tiny --data DATA --max-minutes 10`` on the
 default synthetic set and the whole 2-core development machine runs 12-13 epochs and reaches SELD
-0.56-0.58 on the test split in two runs (the paper's recipe, one core: 0.98 after 3 epochs). ``mff_einv2_tiny`` costs 4.3x the
-multiply-adds and about 10x the training time per chunk (its MFF module at full resolution): 10 CPU
-minutes do not make one of its epochs.
+0.56-0.58 on the test split in two runs (the paper's recipe, one core: 0.98 after 3 epochs).
+``mff_einv2_tiny`` costs 4.3x the multiply-adds and about 10x the training time per chunk (its MFF
+module at full resolution): 10 CPU minutes do not make one of its epochs.
 
 What the papers leave open, and what we chose:
 - Conformer details (parameter layout, dropout 0.1, Swish, GLU) follow the conformer the public EINV2
