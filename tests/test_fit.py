@@ -64,6 +64,17 @@ def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(data, tmp_path, name, fast
     assert after < 0.7 * before
 
 
+def test_an_epoch_drops_a_partial_last_batch_unless_it_has_no_whole_one(data, tmp_path):
+    """A lone last sample would fail a batch norm over pooled features (GLFER-Net's attention branches)."""
+    trainer = Trainer(resolve_config("seldnet", str(data), str(tmp_path), overrides=FAST))
+    chunks = len(trainer.dataset)
+    for batch_size, sizes in ((chunks - 1, [chunks - 1]), (chunks // 2, [chunks // 2] * 2), (chunks + 3, [chunks])):
+        trainer.batch_size = batch_size
+        got = [len(features) for features, _ in trainer._loader(0)]
+        print(f"{chunks} chunks, batch {batch_size}: batches of {got}")
+        assert got == sizes and trainer._steps_per_epoch() == len(sizes)
+
+
 def test_ffmamba_trains_through_the_fit_command(data, tmp_path):
     out = tmp_path / "run"
     argv = ["--model", "ffmamba", "--data", str(data), "--out", str(out), "--device", "cpu", *MAMBA_FAST]

@@ -204,7 +204,7 @@ class Trainer:
         saved = self.out / "config.json"
         if resume and saved.is_file() and isinstance(json.loads(saved.read_text()).get("batch_size"), int):
             return json.loads(saved.read_text())["batch_size"]
-        chunks = math.ceil(len(self.dataset) / self.world)
+        chunks = self._chunks_per_rank()
         limit = min(config.max_batch_size or chunks, chunks)
         if config.max_batch_size is None or limit < config.max_batch_size:
             limit_name = f"the {chunks} training chunks"
@@ -268,7 +268,8 @@ class Trainer:
             sampler.set_epoch(epoch)
         generator = torch.Generator().manual_seed(self.config.seed + epoch)
         return DataLoader(self.dataset, batch_size=self.batch_size, shuffle=sampler is None, sampler=sampler,
-                          num_workers=self.config.num_workers, generator=generator, drop_last=False)  # fmt: skip
+                          num_workers=self.config.num_workers, generator=generator,
+                          drop_last=self._chunks_per_rank() >= self.batch_size)  # fmt: skip
 
     # ------------------------------------------------------------------------------- the loop
     def fit(self) -> dict[str, Any]:
@@ -434,9 +435,17 @@ class Trainer:
         self.epochs, self.planned = plan, True
         self.schedule.replan(self.scheduler.last_epoch, self._steps_per_epoch() * plan)
 
+    def _chunks_per_rank(self) -> int:
+        return math.ceil(len(self.dataset) / self.world)
+
     def _steps_per_epoch(self) -> int:
-        per_rank = math.ceil(len(self.dataset) / self.world)
-        return math.ceil(per_rank / self.batch_size)
+        """Whole batches only: an epoch drops its partial last batch (``_loader``), unless it has no whole one.
+
+        The chunks' random offsets change their number from epoch to epoch, so some epochs end with a lone
+        sample, and a batch norm over pooled features (GLFER-Net's attention branches) cannot train on a
+        batch of one: ``Expected more than 1 value per channel when training``, 14 epochs into a run.
+        """
+        return max(self._chunks_per_rank() // self.batch_size, 1)
 
     # --------------------------------------------------------------------------- bookkeeping
     def _end_epoch(self, epoch: int, loss: float, scores: dict[str, float]) -> None:
