@@ -103,8 +103,8 @@ class DualBranchEncoder(nn.Module):
         super().__init__()
         if len(widths) != len(pools):
             raise ValueError(f"one pooling per conv block: {len(widths)} widths, {len(pools)} pools")
-        if math.prod(pool[0] for pool in pools) != time_factor:
-            pooled = math.prod(pool[0] for pool in pools)
+        pooled = math.prod(pool[0] for pool in pools)
+        if pooled != time_factor:
             raise ValueError(f"the time pools must divide time by {time_factor} (to 10 Hz), not {pooled}")
 
         def branch(in_channels: int) -> nn.ModuleList:

@@ -52,17 +52,17 @@ departs from the paper for the training budget: every block of GLFER-Net runs at
 resolution until the last pooling, so at full resolution a training step took 800 ms per 8 s chunk on
 one core (4.35 GMACs), and 10 CPU minutes made about one epoch. Pooled by 8 it takes 89 ms (by 4, 162
 ms). An average keeps every bin's energy and intensity in the mean, which a frequency stride of the first
-convolution does not (its 3 taps skip 5 bins of 8); with the stride the run below reached 0.64 after 13
-epochs. Its card trains with AdamW 2e-3, cosine decay, batch 8, the FOA rotations only, and the DOA
-error normalised by the active (frame, class) pairs rather than by all of them: 10 % of the pairs are
-active in the default synthetic training split, so the paper's "all" makes the DOA gradient a tenth as
-large. ``python -m training.fit --model
-glfer_net_tiny --data DATA --max-minutes 10`` on the default synthetic set and the whole 2-core
-development machine runs 17 epochs and reaches SELD 0.61 on the test split (ER 0.95, F 0.14, LE 32,
-LR 0.56; with lr 4e-3, 0.62): it learns, but does not reach the 0.44 that ``ffmamba_tiny`` does in the
-same budget. Its false alarms hold the error rate near 1; a higher threshold trades them for misses
-(an earlier run's checkpoint, SED threshold 0.3 / 0.4 / 0.5: ER 0.99 / 0.79 / 0.75, SELD 0.63 / 0.62 /
-0.66), so the card keeps the paper's 0.3.
+convolution does not (its 3 taps skip 5 bins of 8): strided by 8, the 10-minute run below reached
+0.64 in 13 epochs, against 0.63 pooled. Its card trains with AdamW 2e-3, cosine decay, batch 8, the FOA
+rotations only, and the DOA error normalised by the active (frame, class) pairs rather than by all of
+them: 10 % of the pairs are active in the default synthetic training split, so the paper's "all" makes
+the DOA gradient a tenth as large. ``python -m training.fit --model glfer_net_tiny --data DATA
+--max-minutes 10`` on the default synthetic set and the whole 2-core development machine runs 17 epochs
+and reaches SELD 0.61 on the test split (ER 0.95, F 0.14, LE 32, LR 0.56; with lr 4e-3, 0.62): it
+learns, but does not reach the 0.44 that ``ffmamba_tiny`` does in the same budget. Its false alarms hold
+the error rate near 1; a higher threshold trades them for misses (an earlier run's checkpoint, SED
+threshold 0.3 / 0.4 / 0.5: ER 0.99 / 0.79 / 0.75, SELD 0.63 / 0.62 / 0.66), so the card keeps the
+paper's 0.3.
 """
 
 import torch
@@ -163,7 +163,7 @@ class GLFERNet(nn.Module):
         self.doa_heads = nn.ModuleList(_head(2 * rnn_size, fc_size, num_classes, nn.Tanh()) for _ in "xyz")
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.stages(self.encoder(self.input_pool(features[..., :FREQ_BINS])))  # (B, 256, T/16, 16)
+        x = self.stages(self.encoder(self.input_pool(features[..., :FREQ_BINS])))  # (B, C, T/16, 16 / pool)
         x, _ = self.gru(x.mean(3).transpose(1, 2))  # (B, T/16, 2 * rnn_size)
         return self.sed_head(x), torch.cat([head(x) for head in self.doa_heads], dim=-1)
 
