@@ -18,15 +18,14 @@ from torch import nn  # noqa: E402
 from export.graph_check import check_for_tensorrt  # noqa: E402
 from export.onnx_export import Exporter, ExportOptions  # noqa: E402
 from seld_edge.formats import Event, get_output_format  # noqa: E402
-from seld_edge.models import create, model_card  # noqa: E402
+from seld_edge.models import create  # noqa: E402
 from seld_edge.models.blocks.conformer import ConformerLayer, RelPositionSelfAttention, skew  # noqa: E402
 from seld_edge.models.blocks.conv import DoubleConv  # noqa: E402
 from seld_edge.models.blocks.cross_stitch import CrossStitch  # noqa: E402
 from seld_edge.models.blocks.mff import MFF, TFCM  # noqa: E402
 from seld_edge.models.complexity import count_macs, count_parameters, model_complexity  # noqa: E402
-from seld_edge.models.system import SeldSystem, build_system  # noqa: E402
+from tests.card_checks import assert_rebuilds_as_trained, tiny_changes  # noqa: E402
 from tests.test_export import make_checkpoint  # noqa: E402
-from training.checkpoint import load_weights  # noqa: E402
 from training.losses import trackwise_pit_loss  # noqa: E402
 
 PUBLISHED = ("einv2", "mff_einv2")
@@ -178,10 +177,7 @@ def test_tiny_scales_are_one_to_three_million_parameters(name):
 
 
 def test_mff_einv2_tiny_is_the_same_blocks_narrower_behind_a_pooled_stem():
-    published, tiny = model_card("mff_einv2").defaults, model_card("mff_einv2_tiny").defaults
-    changed = {k: (published[k], tiny[k]) for k in published if published[k] != tiny[k]}
-    print("mff_einv2 -> mff_einv2_tiny:", changed)
-    assert changed == {
+    assert tiny_changes("mff_einv2", "mff_einv2_tiny") == {
         "mff_channels": ((64, 128, 256), (16, 32, 64)),
         "stem_pool": ((1, 1), (2, 4)),
         "widths": ((128, 256, 256), (32, 64, 96)),
@@ -207,17 +203,9 @@ def test_the_stem_pooling_must_leave_the_time_pools_a_whole_factor():
 
 def test_a_mff_einv2_tiny_checkpoint_from_before_the_pooled_stem_rebuilds_as_it_was_trained():
     """Such a checkpoint stores its pools but no stem_pool, and its weights fit either: it must get (1, 1)."""
-    old_args = {k: v for k, v in model_card("mff_einv2_tiny").defaults.items() if k != "stem_pool"}
-    old_args["pools"] = ((2, 2), (2, 2), (2, 2))
-    torch.manual_seed(0)
-    trained = SeldSystem.unnormalised("mff_einv2_tiny", stem_pool=(1, 1), pools=old_args["pools"]).eval()
-    state = trained.state_dict()
-    rebuilt = build_system("mff_einv2_tiny", old_args, state).eval()  # as training.checkpoint.load_checkpoint
-    load_weights(rebuilt, state, "the old checkpoint", strict=True)
-    assert tuple(rebuilt.model_args["stem_pool"]) == (1, 1)
+    trained_args = {"stem_pool": (1, 1), "pools": ((2, 2), (2, 2), (2, 2))}
     features = clip_input("mff_einv2_tiny", 1.0)
-    with torch.no_grad():
-        torch.testing.assert_close(rebuilt(features), trained(features))
+    assert_rebuilds_as_trained("mff_einv2_tiny", "stem_pool", trained_args, features)
 
 
 @pytest.mark.parametrize("name", each_model())

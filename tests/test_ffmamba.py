@@ -7,13 +7,12 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from seld_edge.models import create, model_card  # noqa: E402
+from seld_edge.models import create  # noqa: E402
 from seld_edge.models.blocks.msf import MSF  # noqa: E402
 from seld_edge.models.blocks.wavelet import WTED  # noqa: E402
-from seld_edge.models.system import SeldSystem, build_system  # noqa: E402
 from tests import test_export as export_checks  # noqa: E402
+from tests.card_checks import assert_rebuilds_as_trained, tiny_changes  # noqa: E402
 from tests.conftest import export_random_checkpoint, zoo_under_test  # noqa: E402
-from training.checkpoint import load_weights  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +37,7 @@ def test_published_size_matches_pytorch_through_the_parity_command(published, cl
 
 
 def test_tiny_is_the_same_blocks_at_the_documented_widths_and_depths():
-    published, tiny = model_card("ffmamba").defaults, model_card("ffmamba_tiny").defaults
-    changed = {k: (published[k], tiny[k]) for k in published if published[k] != tiny[k]}
-    print("ffmamba -> ffmamba_tiny:", changed)
-    assert changed == {
+    assert tiny_changes("ffmamba", "ffmamba_tiny") == {
         "stem_channels": (32, 16),
         "stem_freq_stride": (1, 4),
         "depths": ((1, 2, 2, 1), (1, 1, 1, 1)),
@@ -61,14 +57,5 @@ def test_tiny_is_the_same_blocks_at_the_documented_widths_and_depths():
 
 def test_a_tiny_checkpoint_from_before_the_strided_stem_rebuilds_as_it_was_trained():
     """Such a checkpoint stores stem_freq_pool 16 and no stem_freq_stride: it must not take today's stride."""
-    old_args = {k: v for k, v in model_card("ffmamba_tiny").defaults.items() if k != "stem_freq_stride"}
-    old_args["stem_freq_pool"] = 16
-    torch.manual_seed(0)
-    trained = SeldSystem.unnormalised("ffmamba_tiny", stem_freq_stride=1, stem_freq_pool=16).eval()
-    state = trained.state_dict()
-    rebuilt = build_system("ffmamba_tiny", old_args, state).eval()  # as training.checkpoint.load_checkpoint
-    load_weights(rebuilt, state, "the old checkpoint", strict=True)
-    assert rebuilt.model_args["stem_freq_stride"] == 1
-    features = torch.randn(1, 7, 80, 128)
-    with torch.no_grad():
-        torch.testing.assert_close(rebuilt(features), trained(features))
+    trained_args = {"stem_freq_stride": 1, "stem_freq_pool": 16}
+    assert_rebuilds_as_trained("ffmamba_tiny", "stem_freq_stride", trained_args, torch.randn(1, 7, 80, 128))

@@ -21,9 +21,9 @@ from seld_edge.models.blocks.attention_fusion import AFF, MSCAM  # noqa: E402
 from seld_edge.models.blocks.msfe import CrossScaleShuffle, MultiScaleBranches, branch_groups, channel_shuffle  # noqa: E402
 from seld_edge.models.blocks.odconv import ODConv2d  # noqa: E402
 from seld_edge.models.blocks.recalibration import FeatureRecalibration  # noqa: E402
-from seld_edge.models.system import SeldSystem, build_system  # noqa: E402
+from tests.card_checks import assert_rebuilds_as_trained, tiny_changes  # noqa: E402
 from tests.test_export import make_checkpoint  # noqa: E402
-from training.checkpoint import load_weights, save_checkpoint  # noqa: E402
+from training.checkpoint import save_checkpoint  # noqa: E402
 
 FRAMES_PER_SECOND = 80  # foa_linspec_iv: hop 300 at 24 kHz
 
@@ -249,10 +249,7 @@ def test_every_parameter_gets_a_gradient(name):
 
 
 def test_tiny_is_the_same_blocks_at_the_documented_widths_and_a_pooled_input():
-    published, tiny = model_card("glfer_net").defaults, model_card("glfer_net_tiny").defaults
-    changed = {k: (published[k], tiny[k]) for k in published if published[k] != tiny[k]}
-    print("glfer_net -> glfer_net_tiny:", changed)
-    assert changed == {
+    assert tiny_changes("glfer_net", "glfer_net_tiny") == {
         "encoder_channels": (32, 16),
         "input_freq_pool": (1, 8),
         "widths": ((64, 128, 256), (32, 64, 128)),
@@ -274,16 +271,8 @@ def test_the_input_pooling_averages_bins_and_must_leave_four_exact_halvings():
 
 def test_a_tiny_checkpoint_from_before_the_pooled_input_rebuilds_as_it_was_trained():
     """Such a checkpoint has no input_freq_pool setting and the same weight shapes: it must not take today's 8."""
-    old_args = {k: v for k, v in model_card("glfer_net_tiny").defaults.items() if k != "input_freq_pool"}
-    torch.manual_seed(0)
-    trained = SeldSystem.unnormalised("glfer_net_tiny", input_freq_pool=1).eval()
-    state = trained.state_dict()
-    rebuilt = build_system("glfer_net_tiny", old_args, state).eval()  # as training.checkpoint.load_checkpoint
-    load_weights(rebuilt, state, "the old checkpoint", strict=True)
-    assert rebuilt.model_args["input_freq_pool"] == 1
     features = torch.randn(1, 7, 32, 257)
-    with torch.no_grad():
-        torch.testing.assert_close(rebuilt(features), trained(features))
+    assert_rebuilds_as_trained("glfer_net_tiny", "input_freq_pool", {"input_freq_pool": 1}, features)
 
 
 def test_doa_is_ordered_coordinate_then_class():
