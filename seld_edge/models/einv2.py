@@ -47,9 +47,9 @@ from the papers, for a CPU budget of minutes:
 ``python -m training.fit --model einv2_tiny --data DATA --max-minutes 10`` on the default synthetic set
 and the whole 2-core development machine runs 12-13 epochs and reaches SELD 0.56-0.58 on the test
 split in two runs (the paper's recipe, one core: 0.98 after 3 epochs). The same command with
-``mff_einv2_tiny`` runs 7 epochs and reaches 0.86 (ER 0.93, F 0.05, LE 119, LR 0.09), still falling
-when the time ran out (0.92 after 6): it makes about half as many epochs as ``einv2_tiny`` in the
-same time, and needs more of them.
+``mff_einv2_tiny`` runs 8 epochs and reaches 0.80 (ER 0.90, F 0.07, LE 87, LR 0.13; an earlier run
+with the same settings, 7 epochs: 0.86), still falling when the time ran out: it makes about two thirds
+as many epochs as ``einv2_tiny`` in the same time, and needs more of them.
 
 What the papers leave open, and what we chose:
 - Conformer details (parameter layout, dropout 0.1, Swish, GLU) follow the conformer the public EINV2
