@@ -81,6 +81,7 @@ from seld_edge.models.blocks.conformer import ConformerLayer
 from seld_edge.models.blocks.conv import DoubleConv
 from seld_edge.models.blocks.cross_stitch import CrossStitch
 from seld_edge.models.blocks.mff import MFF
+from seld_edge.models.blocks.pooling import average_pooling
 
 FEATURE_KIND = "foa_logmel_iv_128"
 SED_CHANNELS = 4  # the log-mel W, Y, Z, X channels come first in foa_logmel_iv_128
@@ -213,7 +214,7 @@ class MFFEINV2(nn.Module):
         if FRAMES_PER_LABEL % stem_pool[0]:
             raise ValueError(f"stem_pool {tuple(stem_pool)}: its time factor must divide {FRAMES_PER_LABEL}")
         self.stem = DoubleConv(in_channels, mff_channels[0])
-        self.stem_pool = nn.AvgPool2d(tuple(stem_pool)) if math.prod(stem_pool) > 1 else nn.Identity()
+        self.stem_pool = average_pooling(tuple(stem_pool))
         self.mff = MFF(mff_channels, tfcm_blocks)
         time_factor = FRAMES_PER_LABEL // stem_pool[0]
         self.encoder = DualBranchEncoder(mff_channels[0], mff_channels[0], widths, pools, time_factor)

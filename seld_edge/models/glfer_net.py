@@ -75,6 +75,7 @@ from seld_edge.models.blocks.asymmetric import LFE
 from seld_edge.models.blocks.attention_fusion import AFF
 from seld_edge.models.blocks.msfe import MSFE
 from seld_edge.models.blocks.odconv import ODConv2d
+from seld_edge.models.blocks.pooling import average_pooling
 from seld_edge.models.blocks.recalibration import FeatureRecalibration
 
 FEATURE_KIND = "foa_linspec_iv"
@@ -145,7 +146,7 @@ class GLFERNet(nn.Module):
             raise ValueError(f"GLFER-Net has three stages (time / 16 with the encoder), got widths {widths}")
         if FREQ_BINS % (input_freq_pool * TIME_POOLING):
             raise ValueError(f"input_freq_pool={input_freq_pool}: {FREQ_BINS} bins / pool must halve four times")
-        self.input_pool = nn.AvgPool2d((1, input_freq_pool)) if input_freq_pool > 1 else nn.Identity()
+        self.input_pool = average_pooling((1, input_freq_pool))
         self.encoder = nn.Sequential(
             conv_bn_gelu(feature_config(FEATURE_KIND).out_channels, encoder_channels),
             conv_bn_gelu(encoder_channels, encoder_channels),

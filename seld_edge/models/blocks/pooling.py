@@ -1,4 +1,5 @@
-"""Pooling over the time axis of a sequence: from the feature frame rate down to the label rate."""
+"""Pooling: over the time axis of a sequence (from the feature frame rate down to the label rate), and over
+a (time, frequency) map where a tiny scale coarsens its input."""
 
 import torch
 import torch.nn.functional as F
@@ -22,3 +23,9 @@ class TimePooling(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.avg_pool1d(x.transpose(1, 2), self.factor, self.factor).transpose(1, 2)
+
+
+def average_pooling(kernel: tuple[int, int]) -> nn.Module:
+    """Average pooling of a (B, C, T, F) map by (time, frequency) ``kernel``, stride = kernel; nothing for
+    (1, 1), so that a published configuration that does not pool exports no no-op AveragePool node."""
+    return nn.AvgPool2d(kernel) if tuple(kernel) != (1, 1) else nn.Identity()
