@@ -58,11 +58,11 @@ rotations only, and the DOA error normalised by the active (frame, class) pairs 
 them: 10 % of the pairs are active in the default synthetic training split, so the paper's "all" makes
 the DOA gradient a tenth as large. ``python -m training.fit --model glfer_net_tiny --data DATA
 --max-minutes 10`` on the default synthetic set and the whole 2-core development machine runs 17 epochs
-and reaches SELD 0.61 on the test split (ER 0.95, F 0.14, LE 32, LR 0.56; with lr 4e-3, 0.62): it
-learns, but does not reach the 0.44 that ``ffmamba_tiny`` does in the same budget. Its false alarms hold
-the error rate near 1; a higher threshold trades them for misses (an earlier run's checkpoint, SED
-threshold 0.3 / 0.4 / 0.5: ER 0.99 / 0.79 / 0.75, SELD 0.63 / 0.62 / 0.66), so the card keeps the
-paper's 0.3.
+and reaches SELD 0.61 on the test split (ER 0.95, F 0.14, LE 32, LR 0.56; a second run 0.62; with
+lr 4e-3, 0.62): it learns, but does not reach the 0.44 that ``ffmamba_tiny`` does in the same budget.
+Its false alarms hold the error rate near 1; a higher threshold trades them for misses (an earlier
+run's checkpoint, SED threshold 0.3 / 0.4 / 0.5: ER 0.99 / 0.79 / 0.75, SELD 0.63 / 0.62 / 0.66), so
+the card keeps the paper's 0.3.
 """
 
 import torch
