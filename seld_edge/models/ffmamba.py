@@ -54,6 +54,7 @@ from seld_edge.features import feature_config
 from seld_edge.formats.classes import NUM_CLASSES
 from seld_edge.models._registry import ModelCard, register_model
 from seld_edge.models.blocks.msf import MSF
+from seld_edge.models.blocks.pooling import average_pooling
 from seld_edge.models.blocks.ss2d import VSSBlock, depthwise_conv3x3
 from seld_edge.models.blocks.wavelet import WTED, conv_downsample
 
@@ -119,7 +120,7 @@ class FFMamba(nn.Module):
             nn.Conv2d(in_channels, stem_channels, 3, padding=1, stride=(1, stem_freq_stride)),
             nn.BatchNorm2d(stem_channels),
             nn.GELU(),
-            nn.AvgPool2d((1, stem_freq_pool)),
+            average_pooling((1, stem_freq_pool)),
         )
 
         def local_mixer(channels: int) -> nn.Module:
