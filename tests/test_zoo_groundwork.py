@@ -275,6 +275,16 @@ def test_init_from_freeze_and_patience(foa_mic, tmp_path, capsys):
     train("toy_doa", foa_mic, tmp_path / "loose", "--epochs", "1", f"init_from={first}", "model.hidden=8",
           "init_strict=false")  # fmt: skip
     assert "not loaded: net.heads.0.weight is (39, 16), the model's (39, 8)" in printed(capsys)
+    # a setting that changes the network but no weight's shape: the weights fit, the network is not theirs
+    relu = "model.heads=[[tanh,tanh,relu]]"
+    with pytest.raises(SystemExit):
+        train("toy_doa", foa_mic, tmp_path / "relu", "--epochs", "1", f"init_from={first}", relu)
+    assert (
+        f'init_from: {first / "best"} was trained with heads=[["tanh", "tanh", "tanh"]], this run builds '
+        'heads=[["tanh", "tanh", "relu"]]; give model.heads=[["tanh", "tanh", "tanh"]] to train the same '
+        "network on, or init_strict=false to load its weights anyway"
+    ) in printed(capsys)
+    train("toy_doa", foa_mic, tmp_path / "relu", "--epochs", "1", f"init_from={first}", relu, "init_strict=false")
 
     with pytest.raises(SystemExit):
         train("toy_doa", foa_mic, tmp_path / "f", "--epochs", "1", "freeze=[encoder]")

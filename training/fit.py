@@ -175,12 +175,31 @@ class Trainer:
     def _init_from(self, source: str, strict: bool) -> None:
         """Start from another run's weights, the normaliser included (the weights were trained under it).
 
-        Anything that does not fit is named; with init_strict (the default) that is an error.
+        Anything that does not fit is named; with init_strict (the default) that is an error, and so is a
+        run of the same model whose settings differ from the source's where its weights fit all the same
+        (a pooling, an activation): they would load without a word into a network they were not trained in.
         """
-        stem, _, state = read_checkpoint(source)
+        stem, meta, state = read_checkpoint(source)
         problems = load_weights(self.system, state, f"{stem}.safetensors", strict=strict)
+        if strict and meta["model"] == self.system.name:
+            self._check_same_settings(stem, meta["model_args"])
         if self.main:
             tqdm.write(f"initialised from {stem}" + (f"; not loaded: {'; '.join(problems)}" if problems else ""))
+
+    def _check_same_settings(self, stem: Path, trained: dict[str, Any]) -> None:
+        card = self.system.card
+        trained = {**card.settings_added, **trained}  # a checkpoint from before a setting was built without it
+        mine = self.system.model_args
+        differ = [key for key in mine if key in trained and key not in card.init_args
+                  and json.dumps(trained[key]) != json.dumps(mine[key])]  # fmt: skip
+        if differ:
+            given = ", ".join(f"{key}={json.dumps(trained[key])}" for key in differ)
+            built = ", ".join(f"{key}={json.dumps(mine[key])}" for key in differ)
+            raise SeldEdgeError(
+                f"init_from: {stem} was trained with {given}, this run builds {built}; give "
+                + " ".join(f"model.{key}={json.dumps(trained[key])}" for key in differ)
+                + " to train the same network on, or init_strict=false to load its weights anyway"
+            )
 
     def _freeze(self, prefixes: list[str]) -> None:
         """Keep the parameters under each prefix fixed (names as in the checkpoint, with or without 'net.')."""
