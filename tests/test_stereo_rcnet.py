@@ -26,6 +26,7 @@ from seld_edge.models.blocks.resnet import MCSABasicBlock, MCSANet  # noqa: E402
 from seld_edge.models.blocks.stereo_fusion import StereoFusion  # noqa: E402
 from seld_edge.models.complexity import count_parameters, model_complexity  # noqa: E402
 from seld_edge.postprocess import PostProcessing  # noqa: E402
+from tests.card_checks import assert_rebuilds_as_trained, tiny_changes  # noqa: E402
 from tests.test_export import make_checkpoint  # noqa: E402
 from tests.test_glfer_net import perturb_batch_norm, randomise  # noqa: E402
 from training.checkpoint import save_checkpoint  # noqa: E402
@@ -138,6 +139,35 @@ def test_sizes_and_macs(name):
     assert parts["time_encoding"] == 0
 
 
+def test_the_tiny_scale_narrows_the_blocks_and_averages_each_label_frames_input():
+    assert tiny_changes("stereo_rcnet", "stereo_rcnet_tiny") == {
+        "widths": ((24, 48, 96, 192), (16, 32, 64, 96)),
+        "blocks_per_stage": (2, 1),
+        "d_model": (192, 128),
+        "layers": (4, 2),
+        "input_pool": ((1, 1), (5, 1)),
+    }
+    published, tiny = create("stereo_rcnet"), create("stereo_rcnet_tiny")
+    assert isinstance(published.input_pool, torch.nn.Identity), "the paper's backbone sees every 20 ms frame"
+    assert isinstance(published.time_pooling, TimePooling) and published.time_pooling.factor == 5
+    assert isinstance(tiny.time_pooling, torch.nn.Identity), "the tiny conformer already runs at 100 ms"
+
+
+def test_the_input_pooling_averages_frames_and_must_keep_whole_label_frames_and_bins():
+    model = create("stereo_rcnet_tiny").eval()
+    x = torch.randn(2, 2, 25, 64)
+    torch.testing.assert_close(model.input_pool(x), x.reshape(2, 2, 5, 5, 64).mean(3))
+    for pool in ((2, 1), (3, 1), (1, 3), (1, 8)):  # 5 frames per label; 64 bins pooled 4 times
+        with pytest.raises(ValueError, match="input_pool"):
+            create("stereo_rcnet_tiny", input_pool=pool)
+
+
+def test_a_tiny_checkpoint_from_before_the_pooled_input_rebuilds_as_it_was_trained():
+    """Such a checkpoint has no input_pool setting and the same weight shapes: it must not take today's (5, 1)."""
+    features = torch.randn(1, 2, 50, 64)
+    assert_rebuilds_as_trained("stereo_rcnet_tiny", "input_pool", {"input_pool": (1, 1)}, features)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_outputs_are_stereo_accdoa_at_the_label_rate(name):
     card = model_card(name)
@@ -187,7 +217,8 @@ def fixed_batch() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
 
 
 def test_a_training_step_with_the_card_loss_lowers_it():
-    """The card's loss (1 x MSE eq. 4 + 2 x MSPE eq. 5) and optimiser (Adam at 1e-4), five steps on one batch."""
+    """The card's loss (1 x MSE eq. 4 + 2 x MSPE eq. 5) and optimiser (Adam at its learning rate), five steps
+    on one batch."""
     card = model_card("stereo_rcnet_tiny")
     loss_fn = Loss.from_spec(card.format({}), card.training["loss"])
     assert loss_fn.describe() == "1 mse + 2 mspe"
