@@ -86,7 +86,7 @@ scenes with reflections (standing in for real data) for both:
 
 score on the test split of the scenes with reflections (dcase2025; thresholds at 0.5 for the first two):
 stage 1 (12 epochs) F 0.628, AE 14.4, RDE 0.268; stage 2 (16 epochs) F 0.676, AE 13.2, RDE 0.271; stage 2
-+ per-class thresholds F 0.690, AE 13.4, RDE 0.272 (a second run, ``seed=1`` in both stages: F 0.593,
+with per-class thresholds F 0.690, AE 13.4, RDE 0.272 (a second run, ``seed=1`` in both stages: F 0.593,
 0.644, 0.658; AE 15.0, 14.2, 14.1; RDE 0.257, 0.266, 0.265). The thresholds are tuned on the validation
 split, which for these synthetic sets is the test split itself, so the last gain is an upper bound. With
 the paper's augmentations on in both stages (``augment.augmix=true`` and the rest), the same 10 minutes
