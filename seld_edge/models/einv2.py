@@ -242,7 +242,7 @@ _MFF_EINV2 = {"mff_channels": (64, 128, 256), "stem_pool": (1, 1), "tfcm_blocks"
               "pools": ((2, 2), (2, 2), (2, 2)), **_CONFORMER}  # fmt: skip
 # The tiny scales (module docstring): narrower convs and conformers, one conformer layer per track and branch.
 _EINV2_TINY = {**_EINV2, "widths": (16, 32, 64, 96), "heads": 4, "layers_per_track": 1}
-# mff_einv2_tiny also pools its stem's output by 2 in time and 4 in frequency, one time pooling fewer after.
+# mff_einv2_tiny also pools its stem's output by 8 in time (to 10 Hz) and 4 in frequency; its blocks pool frequency.
 _MFF_EINV2_TINY = {**_MFF_EINV2, "mff_channels": (16, 32, 64), "stem_pool": (8, 4), "widths": (32, 64, 96),
                    "pools": ((1, 2), (1, 2), (1, 2)), "heads": 4, "layers_per_track": 1}  # fmt: skip
 # Checkpoints made before the stem's pooling existed had none.
