@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from seld_edge.errors import SeldEdgeError
-from seld_edge.features import compute_features, feature_config
+from seld_edge.features import FEATURE_KINDS, compute_features, feature_config
 from seld_edge.foa_transforms import FOA_TRANSFORMS
 from seld_edge.formats.dcase_csv import Event
 from seld_edge.geometry import angular_distance_deg, polar_to_unit
@@ -15,7 +15,8 @@ from seld_edge.synth import SceneEvent, label_events, render_scene, sample_room
 from tests.conftest import plane_wave_foa
 from training.augment import build_augmentations
 
-MEL_IV_KINDS = ("foa_logmel_iv", "foa_logmel_iv_128")
+# Every feature kind with an intensity vector: the rotations must move its IV with the labels.
+IV_KINDS = tuple(kind for kind, config in FEATURE_KINDS.items() if config.iv_norm)
 
 
 def _key(matrix: np.ndarray) -> tuple[int, ...]:
@@ -61,7 +62,7 @@ def test_each_transform_maps_azimuth_to_plus_minus_phi_plus_quarter_turns():
     assert len(seen) == 16, "every (mirror, quarter turns, elevation sign) occurs once"
 
 
-@pytest.mark.parametrize("kind", MEL_IV_KINDS)
+@pytest.mark.parametrize("kind", IV_KINDS)
 def test_audio_transform_then_features_equals_features_then_feature_transform(kind):
     config = feature_config(kind)
     foa = plane_wave_foa(1.0, azimuth=50.0, elevation=30.0, seed=3)
@@ -136,7 +137,7 @@ def test_events_transform_agrees_with_vectors_transform():
     assert FOA_TRANSFORMS[5].events([]) == []
 
 
-@pytest.mark.parametrize("kind", MEL_IV_KINDS)
+@pytest.mark.parametrize("kind", IV_KINDS)
 def test_rotation_augmentation_keeps_iv_and_label_directions_together(kind):
     """The issue's test: one static source, rendered by the scene generator without reflections;
     after a random rotation through the augmentation, the IV summed over the event's active frames
