@@ -19,17 +19,23 @@ def tiny_changes(published: str, tiny: str) -> dict[str, tuple[Any, Any]]:
     return changed
 
 
-def assert_rebuilds_as_trained(name: str, setting: str, trained_args: dict[str, Any], features: torch.Tensor) -> None:
-    """A checkpoint of ``name`` trained with ``trained_args`` and made before ``setting`` existed (its stored
-    settings lack it; its weights fit today's network too) rebuilds into the network that was trained."""
+def assert_rebuilds_as_trained(
+    name: str, setting: str | tuple[str, ...], trained_args: dict[str, Any], features: torch.Tensor
+) -> None:
+    """A checkpoint of ``name`` trained with ``trained_args`` and made before ``setting`` (or each of several)
+    existed (its stored settings lack it; its weights fit today's network too) rebuilds into the network
+    that was trained."""
+    settings = (setting,) if isinstance(setting, str) else setting
     stored = {**model_card(name).defaults, **trained_args}
-    del stored[setting]
+    for key in settings:
+        del stored[key]
     torch.manual_seed(0)
     trained = SeldSystem.unnormalised(name, **trained_args).eval()
     state = trained.state_dict()
     rebuilt = build_system(name, stored, state).eval()  # as training.checkpoint.load_checkpoint
     load_weights(rebuilt, state, "the old checkpoint", strict=True)
     as_json = json.dumps  # a tuple setting may come back as a list
-    assert as_json(rebuilt.model_args[setting]) == as_json(trained_args[setting])
+    for key in settings:
+        assert as_json(rebuilt.model_args[key]) == as_json(trained_args[key])
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(features), trained(features))

@@ -176,36 +176,53 @@ def test_tiny_scales_are_one_to_three_million_parameters(name):
     assert 1e6 <= count <= 3e6
 
 
-def test_mff_einv2_tiny_is_the_same_blocks_narrower_behind_a_pooled_stem():
+def test_mff_einv2_tiny_is_the_same_blocks_narrower_on_a_pooled_input():
     assert tiny_changes("mff_einv2", "mff_einv2_tiny") == {
         "mff_channels": ((64, 128, 256), (16, 32, 64)),
-        "stem_pool": ((1, 1), (8, 4)),
+        "input_pool": ((1, 1), (8, 4)),
         "widths": ((128, 256, 256), (32, 64, 96)),
         "pools": (((2, 2), (2, 2), (2, 2)), ((1, 2), (1, 2), (1, 2))),
         "heads": (8, 4),
         "layers_per_track": (2, 1),
     }
-    assert isinstance(create("mff_einv2").stem_pool, nn.Identity), "the paper's MFF at full resolution"
+    published = create("mff_einv2")
+    assert isinstance(published.input_pool, nn.Identity) and isinstance(published.stem_pool, nn.Identity), (
+        "the paper's stem and MFF at full resolution"
+    )
     model = create("mff_einv2_tiny").eval()
     seen = []
-    model.mff.register_forward_hook(lambda m, inputs, out: seen.append(tuple(inputs[0].shape)))
+    for block in (model.stem, model.mff):
+        block.register_forward_hook(lambda m, inputs, out: seen.append(tuple(inputs[0].shape)))
+    features = clip_input("mff_einv2_tiny", 1.0)
     with torch.no_grad():
-        model(clip_input("mff_einv2_tiny", 1.0))
-    assert seen == [(1, 16, 10, 32)], "the MFF module runs at the label rate and a quarter of the bins"
+        model(features)
+    assert seen == [(1, 7, 10, 32), (1, 16, 10, 32)], "the stem and the MFF at the label rate and a quarter of the bins"
+    # The stem reads each 8 frames x 4 bins' mean.
+    expected = features.reshape(1, 7, 10, 8, 32, 4).mean((3, 5))
+    torch.testing.assert_close(model.input_pool(features), expected)
 
 
-def test_the_stem_pooling_must_leave_the_time_pools_a_whole_factor():
-    with pytest.raises(ValueError, match="stem_pool"):
-        create("mff_einv2_tiny", stem_pool=(3, 1))
+def test_the_input_and_stem_pooling_must_leave_the_time_pools_a_whole_factor():
+    with pytest.raises(ValueError, match="input_pool"):
+        create("mff_einv2_tiny", input_pool=(3, 1))
+    with pytest.raises(ValueError, match="their time factors' product must divide 8"):
+        create("mff_einv2_tiny", input_pool=(4, 1), stem_pool=(4, 1))
     with pytest.raises(ValueError, match="time pools must divide time by 4"):
-        create("mff_einv2_tiny", stem_pool=(2, 4), pools=((2, 2), (2, 2), (2, 2)))
+        create("mff_einv2_tiny", input_pool=(2, 4), pools=((2, 2), (2, 2), (2, 2)))
 
 
 def test_a_mff_einv2_tiny_checkpoint_from_before_the_pooled_stem_rebuilds_as_it_was_trained():
-    """Such a checkpoint stores its pools but no stem_pool, and its weights fit either: it must get (1, 1)."""
-    trained_args = {"stem_pool": (1, 1), "pools": ((2, 2), (2, 2), (2, 2))}
+    """Such a checkpoint stores its pools but neither pooling, and its weights fit any: it must get (1, 1) twice."""
+    trained_args = {"input_pool": (1, 1), "stem_pool": (1, 1), "pools": ((2, 2), (2, 2), (2, 2))}
     features = clip_input("mff_einv2_tiny", 1.0)
-    assert_rebuilds_as_trained("mff_einv2_tiny", "stem_pool", trained_args, features)
+    assert_rebuilds_as_trained("mff_einv2_tiny", ("input_pool", "stem_pool"), trained_args, features)
+
+
+def test_a_mff_einv2_tiny_checkpoint_with_a_pooled_stem_output_rebuilds_as_it_was_trained():
+    """From 55f06c3 the tiny card pooled the stem's output by (8, 4): such a checkpoint stores that, and no
+    input_pool, which must then be (1, 1); the weights fit either way."""
+    features = clip_input("mff_einv2_tiny", 1.0)
+    assert_rebuilds_as_trained("mff_einv2_tiny", "input_pool", {"input_pool": (1, 1), "stem_pool": (8, 4)}, features)
 
 
 @pytest.mark.parametrize("name", each_model())
