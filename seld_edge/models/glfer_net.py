@@ -68,7 +68,7 @@ model underfits direction rather than overfits. More, shorter steps do not chang
 (``chunk_seconds=4``) ran 31 epochs in the same 10 minutes, SELD 0.570 (ER 0.92, F 0.15, LE 33.9, LR
 0.68); the card keeps the paper's 8 s. Without the FOA rotations (and with 4 s chunks) it fits the
 training split far better (loss 0.03 against 0.11) and the test split worse: SELD 0.673, LE 43.8.
-Three more departures, one 10-minute run each, do not reach the direction either: the DCASE
+Three more departures, one 10-minute run each, leave the direction where it was: the DCASE
 energy-normalised intensity vector instead of the L2-normalised one, SELD 0.665 (LE 47.1, 15 epochs);
 an output at 10 Hz (the last stage pooling frequency only), 0.686 (LE 49.6, 12 epochs); the input
 averaged over each 200 ms output frame as well (16 frames; every pooling then over frequency only: 0.10
