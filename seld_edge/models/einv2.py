@@ -56,7 +56,7 @@ epochs, 0.55: ER 0.73, F 0.27, LE 36.4, LR 0.45).
 Tried on the same budget and not kept (one run each): the DCASE energy-normalised intensity vector
 instead of the L2-normalised one of EINV2's features, 0.61 with the pooled input (and 0.61 with the
 stem's output pooled, against 0.66-0.68); with it, the 16 FOA rotations (``augment.foa_rotation=true``)
-on the pooled input, 0.63 in 18 epochs (LE 52): the rotated data is more than 10 minutes teach.
+on the pooled input, 0.63 in 19 epochs (LE 52): the rotated data is more than 10 minutes teach.
 
 What the papers leave open, and what we chose:
 - Conformer details (parameter layout, dropout 0.1, Swish, GLU) follow the conformer the public EINV2

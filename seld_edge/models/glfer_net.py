@@ -70,7 +70,7 @@ model underfits direction rather than overfits. More, shorter steps do not chang
 training split far better (loss 0.03 against 0.11) and the test split worse: SELD 0.673, LE 43.8.
 Three more departures, one 10-minute run each, leave the direction where it was: the DCASE
 energy-normalised intensity vector instead of the L2-normalised one, SELD 0.665 (LE 47.1, 15 epochs);
-an output at 10 Hz (the last stage pooling frequency only), 0.686 (LE 49.6, 12 epochs); the input
+an output at 10 Hz (the last stage pooling frequency only), 0.686 (LE 49.6, 14 epochs); the input
 averaged over each 200 ms output frame as well (16 frames; every pooling then over frequency only: 0.10
 GMACs per 5 s), 33 epochs, 0.568 (ER 0.86, F 0.16, LE 32.1, LR 0.61): the 4 s chunks' gain at under a
 third of the multiply-adds (0.35 GMACs), not put on the card for one run's 0.04.
