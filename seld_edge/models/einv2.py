@@ -44,15 +44,16 @@ from the papers, for a CPU budget of minutes:
   frequency (``stem_pool``, which older checkpoints keep), 8 epochs, SELD 0.80 and 0.86, still falling
   when the time ran out; pooled by 8 and 4, 12 epochs, 0.66 and 0.68, the stem at full resolution then
   taking a quarter of a training step; the input pooled instead, the stem too runs at 10 Hz: 20 epochs,
-  0.49 and 0.55 (below). An average keeps every frame's and bin's log energy and intensity in the mean. The
+  0.49-0.55 in three runs (below). An average keeps every frame's and bin's log energy and intensity in the mean. The
   MFF's three resolutions and its dilated TFCMs (126 frames back, now 12.6 s) are kept.
 - Both cards train with AdamW 2e-3 (weight decay 0.01), cosine decay to 1 % and batch 8, instead of a
   constant 3e-4 and batch 32 (EINV2) or 6 (MFF-EINV2).
 ``python -m training.fit --model einv2_tiny --data DATA --max-minutes 10`` on the default synthetic set
 and the whole 2-core development machine runs 12-13 epochs and reaches SELD 0.56-0.58 on the test
 split in two runs (the paper's recipe, one core: 0.98 after 3 epochs). The same command with
-``mff_einv2_tiny`` runs 20 epochs and reaches 0.49 (ER 0.72, F 0.30, LE 27.6, LR 0.60; with ``seed=1``, 19
-epochs, 0.55: ER 0.73, F 0.27, LE 36.4, LR 0.45).
+``mff_einv2_tiny`` runs 20 epochs and reaches 0.49 (ER 0.72, F 0.30, LE 27.6, LR 0.60); with ``seed=1`` and
+``seed=2``, 19 epochs each, 0.55 (ER 0.73, F 0.27, LE 36.4, LR 0.45) and 0.51 (ER 0.75, F 0.27, LE 27.1,
+LR 0.58).
 Tried on the same budget and not kept (one run each): the DCASE energy-normalised intensity vector
 instead of the L2-normalised one of EINV2's features, 0.61 with the pooled input (and 0.61 with the
 stem's output pooled, against 0.66-0.68); with it, the 16 FOA rotations (``augment.foa_rotation=true``)
