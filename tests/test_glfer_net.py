@@ -251,6 +251,7 @@ def test_every_parameter_gets_a_gradient(name):
 def test_tiny_is_the_same_blocks_at_the_documented_widths_and_a_pooled_input():
     assert tiny_changes("glfer_net", "glfer_net_tiny") == {
         "encoder_channels": (32, 16),
+        "input_time_pool": (1, 16),
         "input_freq_pool": (1, 8),
         "widths": ((64, 128, 256), (32, 64, 128)),
         "rnn_size": (128, 96),
@@ -259,20 +260,49 @@ def test_tiny_is_the_same_blocks_at_the_documented_widths_and_a_pooled_input():
     assert isinstance(create("glfer_net").input_pool, torch.nn.Identity), "the paper's full-resolution input"
 
 
-def test_the_input_pooling_averages_bins_and_must_leave_four_exact_halvings():
+def test_the_input_pooling_averages_frames_and_bins_and_must_leave_four_exact_halvings():
     model = create("glfer_net_tiny").eval()
     x = torch.randn(1, 7, 32, 257)
-    pooled = x[..., :256].reshape(1, 7, 32, 32, 8).mean(-1)
+    pooled = x[..., :256].reshape(1, 7, 2, 16, 32, 8).mean((3, 5))
     torch.testing.assert_close(model.input_pool(x[..., :256]), pooled)
     for pool in (3, 32):
         with pytest.raises(ValueError, match="input_freq_pool"):
             create("glfer_net_tiny", input_freq_pool=pool)
+    for pool in (3, 32):
+        with pytest.raises(ValueError, match="input_time_pool"):
+            create("glfer_net_tiny", input_time_pool=pool)
+
+
+# Frames each GLF stage sees of a 2-output-frame (32 feature frames) input, by the input's time pooling.
+STAGE_FRAMES = {1: [16, 8, 4], 2: [8, 4, 2], 4: [4, 2, 2], 8: [2, 2, 2], 16: [2, 2, 2]}
+
+
+@pytest.mark.parametrize("time_pool", list(STAGE_FRAMES))
+def test_the_input_time_pooling_takes_the_place_of_the_first_time_halvings(time_pool):
+    """Time is pooled by 16 in all: by the input's pooling, then by the 2 x 2 poolings left; the others pool
+    frequency only. The GLF stages see the frames that follow."""
+    model = create("glfer_net_tiny", input_time_pool=time_pool).eval()
+    seen = []
+    for stage in model.stages:
+        stage.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0].shape[2]))
+    with torch.no_grad():
+        sed, _ = model(torch.randn(1, 7, 2 * 16, 257))
+    assert sed.shape[1] == 2 and seen == STAGE_FRAMES[time_pool]
 
 
 def test_a_tiny_checkpoint_from_before_the_pooled_input_rebuilds_as_it_was_trained():
-    """Such a checkpoint has no input_freq_pool setting and the same weight shapes: it must not take today's 8."""
+    """Such a checkpoint has no input_freq_pool or input_time_pool setting and the same weight shapes: it must
+    not take today's 8 and 16."""
     features = torch.randn(1, 7, 32, 257)
-    assert_rebuilds_as_trained("glfer_net_tiny", "input_freq_pool", {"input_freq_pool": 1}, features)
+    trained = {"input_freq_pool": 1, "input_time_pool": 1}
+    assert_rebuilds_as_trained("glfer_net_tiny", ("input_freq_pool", "input_time_pool"), trained, features)
+
+
+def test_a_tiny_checkpoint_with_only_the_frequency_pooling_rebuilds_as_it_was_trained():
+    """From stop 26 to this setting the tiny card pooled the input by 8 bins and no frames."""
+    features = torch.randn(1, 7, 32, 257)
+    trained = {"input_freq_pool": 8, "input_time_pool": 1}
+    assert_rebuilds_as_trained("glfer_net_tiny", "input_time_pool", trained, features)
 
 
 def test_doa_is_ordered_coordinate_then_class():
