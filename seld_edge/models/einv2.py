@@ -43,9 +43,10 @@ from the papers, for a CPU budget of minutes:
   The way there, each a 10-minute run (command below): the stem's output pooled by 2 in time and 4 in
   frequency (``stem_pool``, which older checkpoints keep), 8 epochs, SELD 0.80 and 0.86, still falling
   when the time ran out; pooled by 8 and 4, 12 epochs, 0.66 and 0.68, the stem at full resolution then
-  taking a quarter of a training step; the input pooled instead, the stem too runs at 10 Hz: 20 epochs,
-  0.49-0.55 in three runs (below). An average keeps every frame's and bin's log energy and intensity in the mean. The
-  MFF's three resolutions and its dilated TFCMs (126 frames back, now 12.6 s) are kept.
+  taking a quarter of a training step; the input pooled instead, the stem too runs at 10 Hz: 19-20
+  epochs, 0.49-0.55 in three runs (below). An average keeps every frame's and bin's log energy and
+  intensity in the mean. The MFF's three resolutions and its dilated TFCMs (126 frames back, now 12.6 s)
+  are kept.
 - Both cards train with AdamW 2e-3 (weight decay 0.01), cosine decay to 1 % and batch 8, instead of a
   constant 3e-4 and batch 32 (EINV2) or 6 (MFF-EINV2).
 ``python -m training.fit --model einv2_tiny --data DATA --max-minutes 10`` on the default synthetic set
