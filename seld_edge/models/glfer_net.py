@@ -65,12 +65,12 @@ and reaches SELD 0.57 on the test split (ER 0.86, F 0.16, LE 32.1, LR 0.61; with
 the same budget. Pooled over frequency only (``input_time_pool=1``) it ran 17 epochs and reached 0.61
 (ER 0.95, F 0.14, LE 32, LR 0.56; a second run 0.62; with lr 4e-3, 0.62): the time pooling is on the
 card for its cost, under a third of the multiply-adds, with a score as good (0.57-0.59 against
-0.61-0.62). Its false alarms hold the
-error rate near 1; a higher threshold trades them for misses (an earlier run's checkpoint, SED
-threshold 0.3 / 0.4 / 0.5: ER 0.99 / 0.79 / 0.75, SELD 0.63 / 0.62 / 0.66), so the card keeps the
-paper's 0.3. What holds it back is direction: the localization error stays near 33 degrees from the
-tenth epoch on, and is 30 on the training split itself (``ffmamba_tiny``: 15), so the model underfits
-direction rather than overfits; twice the epochs of the frequency-only pooling leave it where it was.
+0.61-0.62). Its false alarms hold the error rate near 1; a higher threshold trades them for misses (an
+earlier run's checkpoint, SED threshold 0.3 / 0.4 / 0.5: ER 0.99 / 0.79 / 0.75, SELD 0.63 / 0.62 /
+0.66), so the card keeps the paper's 0.3. What holds it back is direction: the localization error
+stays near 33 degrees from the tenth epoch on, and is 30 on the training split itself (``ffmamba_tiny``:
+15), so the model underfits direction rather than overfits; twice the epochs of the frequency-only
+pooling leave it where it was.
 The runs below, 10 minutes each, had the frequency-only pooling. More, shorter steps: 4 s chunks
 (``chunk_seconds=4``) ran 31 epochs, SELD 0.570 (ER 0.92, F 0.15, LE 33.9, LR 0.68); the card keeps the
 paper's 8 s. Without the FOA rotations (and with 4 s chunks) it fits the training split far better
