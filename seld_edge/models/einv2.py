@@ -60,6 +60,10 @@ instead of the L2-normalised one of EINV2's features, 0.61 with the pooled input
 stem's output pooled, against 0.66-0.68); with it, the 16 FOA rotations (``augment.foa_rotation=true``)
 on the pooled input, 0.63 in 19 epochs (LE 52): the rotated data is more than 10 minutes teach; on the
 card, ``lr=3e-3`` 0.55 and ``weight_decay=0.05`` 0.52, inside the three seeds' spread.
+On a slower 2-core machine (AMD EPYC, AVX2; docs/training.md, "Time budgets on a CPU") the card made
+11 epochs in the 10 minutes and 0.74; there, one run each: batch 4, 9 epochs, 0.67; batch 2, 0.82;
+``input_pool=(8, 8)``, 15 epochs, 0.64 (with batch 4, 0.64); and (8, 8) trained as two one-thread
+processes of batch 4, 18 epochs, 0.56. Not on the card yet: the faster machine's runs are the card's.
 
 What the papers leave open, and what we chose:
 - Conformer details (parameter layout, dropout 0.1, Swish, GLU) follow the conformer the public EINV2

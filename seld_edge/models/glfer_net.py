@@ -77,6 +77,9 @@ paper's 8 s. Without the FOA rotations (and with 4 s chunks) it fits the trainin
 (loss 0.03 against 0.11) and the test split worse: SELD 0.673, LE 43.8. The DCASE energy-normalised
 intensity vector instead of the L2-normalised one: 0.665 (LE 47.1, 15 epochs). An output at 10 Hz (the
 last stage pooling frequency only): 0.686 (LE 49.6, 14 epochs).
+On a slower 2-core machine (AMD EPYC, AVX2; docs/training.md, "Time budgets on a CPU") the card made
+21 epochs in the 10 minutes and 0.624 (LE 30.8); there, batch 4: 14 epochs, 0.653; two one-thread
+processes of batch 4 (8 in all): 26 epochs, 0.590.
 """
 
 import torch
