@@ -18,7 +18,7 @@ from torch import nn  # noqa: E402
 from export.graph_check import check_for_tensorrt  # noqa: E402
 from export.onnx_export import Exporter, ExportOptions  # noqa: E402
 from seld_edge.formats import Event, get_output_format  # noqa: E402
-from seld_edge.models import create  # noqa: E402
+from seld_edge.models import create, network_card  # noqa: E402
 from seld_edge.models.blocks.conformer import ConformerLayer, RelPositionSelfAttention, skew  # noqa: E402
 from seld_edge.models.blocks.conv import DoubleConv  # noqa: E402
 from seld_edge.models.blocks.cross_stitch import CrossStitch  # noqa: E402
@@ -174,6 +174,23 @@ def test_tiny_scales_are_one_to_three_million_parameters(name):
     count = count_parameters(create(name))
     print(f"{name}: {count:,} parameters")
     assert 1e6 <= count <= 3e6
+
+
+def test_only_mff_einv2_tiny_trains_with_the_foa_rotations():
+    """The papers train without augmentation, and so does einv2_tiny; mff_einv2_tiny rotates every training
+    chunk by one of the 16 FOA transforms, features and labels together (without, 10 CPU minutes fit the
+    training scenes), and augment.foa_rotation=false turns that off."""
+    from training.augment import FoaRotation, build_augmentations
+    from training.config import resolve_config
+
+    for name in ("einv2", "mff_einv2", "einv2_tiny"):
+        assert resolve_config(name, "data", "out").augment == {}, name
+    config = resolve_config("mff_einv2_tiny", "data", "out")
+    assert config.augment == {"foa_rotation": True}
+    kind = network_card("mff_einv2_tiny").feature_kind
+    assert [type(step) for step in build_augmentations(config.augment, kind).augmentations] == [FoaRotation]
+    off = resolve_config("mff_einv2_tiny", "data", "out", overrides=["augment.foa_rotation=false"])
+    assert build_augmentations(off.augment, kind) is None
 
 
 def test_mff_einv2_tiny_is_the_same_blocks_narrower_on_a_pooled_input():
