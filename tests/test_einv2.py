@@ -26,6 +26,8 @@ from seld_edge.models.blocks.mff import MFF, TFCM  # noqa: E402
 from seld_edge.models.complexity import count_macs, count_parameters, model_complexity  # noqa: E402
 from tests.card_checks import assert_rebuilds_as_trained, tiny_changes  # noqa: E402
 from tests.test_export import make_checkpoint  # noqa: E402
+from training.augment import FoaRotation, build_augmentations  # noqa: E402
+from training.config import resolve_config  # noqa: E402
 from training.losses import trackwise_pit_loss  # noqa: E402
 
 PUBLISHED = ("einv2", "mff_einv2")
@@ -180,9 +182,6 @@ def test_only_mff_einv2_tiny_trains_with_the_foa_rotations():
     """The papers train without augmentation, and so does einv2_tiny; mff_einv2_tiny rotates every training
     chunk by one of the 16 FOA transforms, features and labels together (without, 10 CPU minutes fit the
     training scenes), and augment.foa_rotation=false turns that off."""
-    from training.augment import FoaRotation, build_augmentations
-    from training.config import resolve_config
-
     for name in ("einv2", "mff_einv2", "einv2_tiny"):
         assert resolve_config(name, "data", "out").augment == {}, name
     config = resolve_config("mff_einv2_tiny", "data", "out")
