@@ -52,11 +52,11 @@ from the papers, for a CPU budget of minutes:
 - ``mff_einv2_tiny`` trains with the 16 FOA rotations (``augment.foa_rotation``, as ``seldnet`` and the other tiny
   cards); the papers train without augmentation. Without them it learns the 24 training scenes rather than the task
   within 10 minutes: its training loss went on falling, from 0.034 at epoch 15 to 0.020 at epoch 22, while the test
-  SELD stayed at 0.57-0.58. With them its direction error halves (LE 31 -> 16-18) and SELD falls to 0.37-0.50 over
-  four seeds (below). Time and frequency masks instead (``augment.spec_augment=true``, no rotations): 0.60, its loss
-  still 0.053 when the time ran out. ``einv2_tiny`` keeps the papers' no augmentation: with the rotations it made 14
-  epochs and 0.80 (LE 110), its full-resolution convs not yet turning the rotated intensity vectors into directions,
-  against 0.56-0.58 without.
+  SELD stayed at 0.57-0.58. With them SELD falls to 0.37-0.50 over four seeds (below), the direction error halving in
+  two of them (LE 31 -> 16-18) and settling at 29-30 in the other two. Time and frequency masks instead
+  (``augment.spec_augment=true``, no rotations): 0.60, its loss still 0.053 when the time ran out. ``einv2_tiny``
+  keeps the papers' no augmentation: with the rotations it made 14 epochs and 0.80 (LE 110), its full-resolution convs
+  not yet turning the rotated intensity vectors into directions, against 0.56-0.58 without.
 ``python -m training.fit --model mff_einv2_tiny --data DATA --max-minutes 10`` on the default synthetic
 set and the whole 2-core machine (AMD EPYC with AVX-512), test split, dcase2023: 23 epochs,
 SELD 0.366 (ER 0.51, F 0.51, LE 16.3, LR 0.63); with ``seed=1``, 20 epochs, 0.396 (ER 0.54, F 0.46,
