@@ -15,6 +15,7 @@ from seld_edge import __version__
 from seld_edge.errors import USER_ERROR_EXIT_CODE, SeldEdgeError, require, user_message
 from seld_edge.features import FEATURE_KINDS
 from seld_edge.metrics import METRICS
+from seld_edge.metrics.axes import AxisAgreement
 from seld_edge.plot_cli import plot_command
 from seld_edge.text import plural
 
@@ -136,13 +137,19 @@ def features(audio: Path, kind: str, out: Path) -> None:
 @click.option("--pred", "pred_dir", required=True, type=click.Path(path_type=Path), help="Prediction CSV folder.")
 @click.option("--metric", type=click.Choice(METRICS), default="dcase2023", show_default=True, help="DCASE metric.")
 @click.option("--per-class", is_flag=True, help="Also give the results of each class (not for dcase2021).")
+@click.option(
+    "--axes", is_flag=True, help="Also give how closely each axis (x, y, z) of the directions follows the reference's."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as one JSON object.")
-def evaluate(ref_dir: Path, pred_dir: Path, metric: str, per_class: bool, as_json: bool) -> None:
+def evaluate(ref_dir: Path, pred_dir: Path, metric: str, per_class: bool, axes: bool, as_json: bool) -> None:
     """Score predicted DCASE CSVs against references with the official DCASE metric definitions.
 
     Warnings (missing predictions, predictions or a metric of another data form) and notes go to stderr;
     they never change a score. --per-class prints each class's results as the DCASE baselines do (in
-    --json under "per_class"); the overall scores are their official averages.
+    --json under "per_class"); the overall scores are their official averages. --axes is a diagnostic
+    outside the metric: the correlation of each coordinate of the predicted unit vectors with the
+    reference's, over the (frame, class) pairs where each side has one event (in --json under "axes").
+    A model that ignores an axis shows there as a correlation near 0, where LE only stops falling.
     """
     from seld_edge.formats import STARSS23_CLASSES
     from seld_edge.metrics import evaluation_report
@@ -162,13 +169,34 @@ def evaluate(ref_dir: Path, pred_dir: Path, metric: str, per_class: bool, as_jso
                 {"class": i, "name": STARSS23_CLASSES[i], **{k: _json_number(v[i]) for k, v in table.items()}}
                 for i in range(len(STARSS23_CLASSES))
             ]
+        if axes and report.axes is not None:
+            result["axes"] = {"pairs": report.axes.pairs, **_json_axes(report.axes)}
         click.echo(json.dumps(result))
         return
     if table is not None:
         click.echo(f"{'class':<24}" + "".join(f"{k:>9}" for k in table))
         for i, name in enumerate(STARSS23_CLASSES):
             click.echo(f"{i:>2} {name:<21}" + "".join(f"{v[i]:>9.4f}" for v in table.values()).replace("nan", "  -"))
+    if axes and report.axes is not None:
+        a = report.axes
+        click.echo(f"directions over {a.pairs} (frame, class) pairs with one event on each side:")
+        for name, r in a.correlation.items():
+            click.echo(
+                f"  {name}: correlation {r:7.3f}  std reference {a.reference_std[name]:.3f} "
+                f"prediction {a.prediction_std[name]:.3f}".replace("nan", "  -")
+            )
     click.echo("  ".join(f"{k} {v:.4f}" for k, v in report.scores.items()))
+
+
+def _json_axes(agreement: AxisAgreement) -> dict[str, dict[str, float | None]]:
+    return {
+        name: {
+            "correlation": _json_number(agreement.correlation[name]),
+            "reference_std": _json_number(agreement.reference_std[name]),
+            "prediction_std": _json_number(agreement.prediction_std[name]),
+        }
+        for name in agreement.correlation
+    }
 
 
 def _json_number(value: float) -> float | None:

@@ -21,6 +21,7 @@ from seld_edge.errors import SeldEdgeError
 from seld_edge.formats.classes import STARSS23_CLASSES
 from seld_edge.formats.dataset import find_csvs
 from seld_edge.formats.dcase_csv import STEREO_HEADER, Event, read_events
+from seld_edge.metrics.axes import AxisAgreement, AxisAgreementCounter
 from seld_edge.metrics.common import Scorer
 from seld_edge.metrics.frame import FrameScorer
 from seld_edge.metrics.segment import SegmentScorer
@@ -102,6 +103,7 @@ class EvaluationReport:
 
     scores: dict[str, float]
     per_class: dict[str, np.ndarray] | None
+    axes: AxisAgreement | None = None
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -162,6 +164,7 @@ def evaluation_report(
         report.warnings.append(f"{len(stray)} predictions have no reference (e.g. {stray[0]}.csv); not scored")
     _check_forms(references, predictions, metric, report)
     present: set[int] = set()
+    axes = AxisAgreementCounter()
     for stem, ref_path in sorted(references.items()):
         reference = read_events(ref_path, reference=True, num_classes=num_classes)
         present.update(e.class_index for e in reference)
@@ -171,7 +174,9 @@ def evaluation_report(
             scorer.update(reference, prediction)
         except SeldEdgeError as err:
             raise SeldEdgeError(f"{ref_path}: {err}") from None
+        axes.update(reference, prediction)
     report.scores = scorer.scores()
+    report.axes = axes.result()
     if metric != "dcase2021":
         report.per_class = scorer.per_class()
         absent = [i for i in range(num_classes) if i not in present]
