@@ -63,6 +63,10 @@ SELD 0.366 (ER 0.51, F 0.51, LE 16.3, LR 0.63); with ``seed=1``, 20 epochs, 0.39
 LE 18.3, LR 0.60); with ``seed=2``, 20 epochs (the machine busier: 0.5 min per epoch against 0.4),
 0.498 (ER 0.69, F 0.21, LE 29.7, LR 0.66): its directions settle near LE 30, and more epochs do
 not move them (``input_pool=(8, 8)``, 28 epochs: 0.496, LE 32); with ``seed=3``, 20 epochs, 0.444.
+Seed 2's directions have no elevation: a rerun (19 epochs, 0.511, LE 30.3) predicts z with correlation
+0.05 to the reference's (x 0.95, y 0.93; ``seld-edge eval --axes``), the collapse ``glfer_net_tiny``
+had at the same lr 2e-3 and lost at 7e-4 (see its module). A lower learning rate for this card is not
+measured yet.
 The same command with ``augment.foa_rotation=false`` (the card before the rotations), 22 epochs: 0.566.
 Earlier, without the rotations, on a development machine that made 19-20 epochs in the 10 minutes: 0.49,
 0.55 and 0.51 (three seeds); ``einv2_tiny`` 12-13 epochs, 0.56-0.58 (the paper's recipe, one core: 0.98
