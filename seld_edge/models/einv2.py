@@ -66,8 +66,8 @@ not move them (``input_pool=(8, 8)``, 28 epochs: 0.496, LE 32); with ``seed=3``,
 Seed 2's directions have no elevation: a rerun (19 epochs, 0.511, LE 30.3) predicts z with correlation
 0.05 to the reference's (x 0.95, y 0.93; ``seld-edge eval --axes``), the collapse ``glfer_net_tiny``
 had at the same lr 2e-3 and lost at 7e-4 (see its module). With ``lr=7e-4`` the same seed made 20
-epochs and 0.363 (ER 0.51, F 0.51, LE 18.0, LR 0.65; z correlation 0.95): one seed, so the card keeps
-2e-3 until the other seeds are measured at 7e-4.
+epochs and 0.363 (ER 0.51, F 0.51, LE 18.0, LR 0.65; z correlation 0.95), but seed 0 at 7e-4 made 19
+epochs and 0.604 (LE 56.1, LR 0.32; z correlation 0.84) against 0.366 at 2e-3: the card keeps 2e-3.
 The same command with ``augment.foa_rotation=false`` (the card before the rotations), 22 epochs: 0.566.
 Earlier, without the rotations, on a development machine that made 19-20 epochs in the 10 minutes: 0.49,
 0.55 and 0.51 (three seeds); ``einv2_tiny`` 12-13 epochs, 0.56-0.58 (the paper's recipe, one core: 0.98
