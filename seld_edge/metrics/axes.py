@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from seld_edge.formats.dcase_csv import Event
+from seld_edge.formats.output_format import directions
 
 AXES = ("x", "y", "z")
 
@@ -51,19 +52,19 @@ class AxisAgreementCounter:
     """Collects the pairs of one file at a time (:meth:`update`), then gives :meth:`result`."""
 
     def __init__(self) -> None:
-        self._reference: list[np.ndarray] = []
-        self._prediction: list[np.ndarray] = []
+        self._reference: list[Event] = []
+        self._prediction: list[Event] = []
 
     def update(self, reference: Iterable[Event], prediction: Iterable[Event]) -> None:
         """Add one file's pairs: the (frame, class) where each side has exactly one event."""
         ref, pred = _single_events(reference), _single_events(prediction)
         for key in sorted(ref.keys() & pred.keys()):
-            self._reference.append(ref[key].unit_vector())
-            self._prediction.append(pred[key].unit_vector())
+            self._reference.append(ref[key])
+            self._prediction.append(pred[key])
 
     def result(self) -> AxisAgreement:
-        ref = np.array(self._reference, dtype=np.float64).reshape(-1, 3)
-        pred = np.array(self._prediction, dtype=np.float64).reshape(-1, 3)
+        ref = directions(self._reference)
+        pred = directions(self._prediction)
         nan = float("nan")
         return AxisAgreement(
             pairs=len(ref),
