@@ -90,6 +90,35 @@ def test_the_fused_optimizer_steps_as_the_per_tensor_one(data, tmp_path, optimiz
     assert worst < 1e-5
 
 
+@pytest.mark.parametrize(
+    ("flags", "native"),
+    [("fpu sse avx512f amx_bf16 amx_tile", True), ("fpu avx512f avx512_bf16", True), ("fpu avx2 avx512f", False)],
+)
+def test_native_bfloat16_is_read_from_the_cpu_flags(tmp_path, flags, native):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: x\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+    assert fit_module.cpu_has_native_bfloat16(cpuinfo) is native
+    assert fit_module.cpu_has_native_bfloat16(tmp_path / "absent") is False
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_amp_trains_in_bfloat16_only_where_the_cpu_has_it(data, tmp_path, monkeypatch, capsys, native):
+    """cpu_amp autocasts the forward pass to bfloat16 on a CPU that computes it natively; elsewhere it
+    would be emulated and slower, so training stays float32 and says so in one line."""
+    monkeypatch.setattr(fit_module, "cpu_has_native_bfloat16", lambda: native)
+    config = resolve_config("seldnet", str(data), str(tmp_path), overrides=[*FAST, "cpu_amp=true"], device="cpu")
+    trainer = Trainer(config)
+    seen = []
+    conv = next(m for m in trainer.system.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    trainer._train_epoch(0, budget=None)
+    note = "cpu_amp asked for, but this CPU has no native bfloat16" in capsys.readouterr().out
+    assert (trainer.autocast, set(seen), note) == (
+        (torch.bfloat16, {torch.bfloat16}, False) if native else (None, {torch.float32}, True)
+    )
+    assert all(p.dtype == torch.float32 and p.isfinite().all() for p in trainer.system.parameters())
+
+
 def test_an_epoch_drops_a_partial_last_batch_unless_it_has_no_whole_one(data, tmp_path):
     """A lone last sample would fail a batch norm over pooled features (GLFER-Net's attention branches)."""
     trainer = Trainer(resolve_config("seldnet", str(data), str(tmp_path), overrides=FAST))

@@ -65,7 +65,10 @@ class TrainConfig:
     freeze: list[str] = field(default_factory=list)
     patience: int | None = None
     device: str = "auto"  # auto | cpu | cuda
-    amp: bool = True  # only on CUDA
+    amp: bool = True  # float16 autocast with a gradient scaler; only on CUDA
+    # bfloat16 autocast on a CPU that computes in bfloat16 natively (AMX or AVX512-BF16; elsewhere it would
+    # be emulated and slower, so training stays float32 and says so). Transformers' matmuls gain most.
+    cpu_amp: bool = False
     seed: int = 0
     num_workers: int = 0
     cache_dir: str | None = None  # default: DATA/.seld_cache

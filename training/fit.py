@@ -135,6 +135,7 @@ class Trainer:
             seed=config.seed,
         )
         self.amp = config.amp and self.device.type == "cuda"
+        self.autocast = self._autocast_dtype(config)
         self.batch_size = self._batch_size(resume)
         self.config = config = replace(config, batch_size=self.batch_size)  # config.json records the number
         self.model = DistributedDataParallel(self.system) if self.world > 1 else self.system
@@ -168,6 +169,19 @@ class Trainer:
             torch.cuda.set_device(local)
             return torch.device("cuda", local)
         return torch.device("cpu")
+
+    def _autocast_dtype(self, config: TrainConfig) -> torch.dtype | None:
+        """float16 on CUDA (``amp``), bfloat16 on a CPU with native bfloat16 (``cpu_amp``), else None (float32)."""
+        if self.amp:
+            return torch.float16
+        if not config.cpu_amp or self.device.type != "cpu":
+            return None
+        if not cpu_has_native_bfloat16():
+            if self.main:
+                tqdm.write("note: cpu_amp asked for, but this CPU has no native bfloat16 (AMX or AVX512-BF16) that "
+                           "this system reports; training in float32")  # fmt: skip
+            return None
+        return torch.bfloat16
 
     @staticmethod
     def _seed(seed: int) -> None:
@@ -238,7 +252,7 @@ class Trainer:
 
         def step(batch: int) -> None:
             x = features[None].expand(batch, *features.shape).contiguous().to(self.device)
-            with torch.autocast(self.device.type, enabled=self.amp):
+            with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
                 outputs = self.system(x)
             truth = {k: v[None].expand(batch, *v.shape).to(self.device) for k, v in targets.items()}
             loss_fn({k: v.float() for k, v in outputs.items()}, truth).backward()
@@ -348,7 +362,7 @@ class Trainer:
         for features, targets in bar:
             features = features.to(self.device, non_blocking=True)
             targets = {k: v.to(self.device, non_blocking=True) for k, v in targets.items()}
-            with torch.autocast(self.device.type, enabled=self.amp):
+            with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
                 outputs = self.model(features)
             loss = loss_fn({k: v.float() for k, v in outputs.items()}, targets)
             self.optimizer.zero_grad(set_to_none=True)
@@ -538,6 +552,19 @@ class Trainer:
         self.start_epoch, self.best, self.elapsed = int(counters["epoch"]), float(counters["best"]), counters["elapsed"]
         self.best_epoch = int(counters["best_epoch"])
         self.epochs = max(self.epochs, int(counters["epochs"]))
+
+
+def cpu_has_native_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU multiplies bfloat16 in hardware (x86 AMX or AVX512-BF16), from Linux's CPU flags.
+
+    Elsewhere bfloat16 is converted to float32 op by op, and autocast makes training slower, not faster.
+    """
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def _metrics_text(path: Path, row: dict[str, Any]) -> str:
