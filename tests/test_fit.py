@@ -1,5 +1,6 @@
 """The fit loop end to end on tiny synthetic data: learning, checkpoints, resume, budget, DDP, predict."""
 
+import csv
 import json
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from seld_edge.errors import SeldEdgeError  # noqa: E402
+from seld_edge.metrics.axes import AxisAgreementCounter  # noqa: E402
 from seld_edge.models import SeldSystem  # noqa: E402
 from seld_edge.synth import generate_dataset  # noqa: E402
 from tests.faults import one_line_error  # noqa: E402
@@ -159,6 +161,30 @@ def test_run_folder_holds_checkpoints_metrics_and_config_and_resumes(data, tmp_p
     assert result["epochs"] == 3
     rows = (out / "metrics.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows] == ["epoch", "1", "2", "3"]
+
+
+def test_metrics_csv_logs_each_axis_agreement_of_the_validation(data, tmp_path, capsys):
+    """Each epoch's row holds x_corr, y_corr and z_corr: seld_edge.metrics.axes over the validation's own
+    (reference, predicted) pairs, so that a network dropping an axis shows while it trains."""
+    config = resolve_config("seldnet", str(data), str(tmp_path / "run"), overrides=FAST, epochs=2, device="cpu")
+    trainer = Trainer(config)
+    trainer.fit()
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and {"x_corr", "y_corr", "z_corr"} <= set(rows[-1])
+    pairs = [
+        (events, trainer.postprocess.to_events(outputs, fmt, trainer.num_classes))
+        for (fmt, outputs), events in trainer._validation_outputs(trainer.system)
+    ]
+    counter = AxisAgreementCounter()
+    for reference, prediction in pairs:
+        counter.update(reference, prediction)
+    expected = counter.result()
+    assert expected.pairs > 0, "the check needs validation frames where both sides have one event of a class"
+    for axis in ("x", "y", "z"):
+        logged, wanted = float(rows[-1][f"{axis}_corr"]), expected.correlation[axis]
+        assert logged == pytest.approx(wanted, abs=1e-12, nan_ok=True)
+    print(capsys.readouterr().out.splitlines()[-1])
 
 
 def test_time_budget_stops_cleanly_with_a_validated_checkpoint(data, tmp_path):

@@ -39,6 +39,7 @@ from seld_edge.formats import Event
 from seld_edge.formats.classes import STARSS23_CLASSES
 from seld_edge.io import OutputSet, check_writable
 from seld_edge.metrics import evaluate, selection_name, selection_score
+from seld_edge.metrics.axes import AxisAgreementCounter
 from seld_edge.models import SeldSystem, network_card
 from seld_edge.models.system import system_metadata
 from seld_edge.postprocess import PostProcessing, tune_thresholds
@@ -155,6 +156,9 @@ class Trainer:
         # Timing for the budget (rank 0's clock on every rank) and what validation detected.
         self.planned, self.epoch_seconds, self.batch_seconds, self.validation_seconds = False, [], 0.0, 0.0
         self.detections: tuple[int, int] = (0, 0)  # (predicted, reference) events in the last validation
+        # How each axis of the predicted directions follows the reference's in the last validation (outside
+        # the metric, in metrics.csv): a network that drops an axis shows a correlation near 0 there.
+        self.axes: dict[str, float] = {}
         self.best_detections: tuple[int, int] | None = None
         if resume:
             self._resume()
@@ -407,6 +411,7 @@ class Trainer:
             for (fmt, outputs), events in self._validation_outputs(self.system)
         ]
         self.detections = (sum(len(p) for _, p in pairs), sum(len(r) for r, _ in pairs))
+        self.axes = validation_axes(pairs)
         return evaluate(pairs, metric=self.config.metric, num_classes=self.num_classes)
 
     def _warn_if_nothing_detected(self) -> None:
@@ -489,7 +494,7 @@ class Trainer:
         if not self.main:
             return
         info = {"epoch": epoch + 1, "train_loss": loss, "lr": self.scheduler.get_last_lr()[0],
-                "minutes": self.elapsed / 60.0, **scores}  # fmt: skip
+                "minutes": self.elapsed / 60.0, **scores, **self.axes}  # fmt: skip
         score = selection_score(scores)
         checkpoint_info = {"class_names": self.class_names, "scores": scores,
                            "epoch": epoch + 1, "postprocess": self.postprocess.to_dict(),
@@ -508,7 +513,9 @@ class Trainer:
             outputs.write_text(self.out / "config.json", self.config.to_json())
         self.best, self.best_epoch = best, best_epoch
         self._tensorboard(info)
-        tqdm.write(f"epoch {epoch + 1}: loss {loss:.4f}  " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+        axes = " ".join(f"{k[0]} {v:.2f}" for k, v in self.axes.items() if not math.isnan(v))
+        tqdm.write(f"epoch {epoch + 1}: loss {loss:.4f}  " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items())
+                   + (f"  (axis correlation {axes})" if axes else ""))  # fmt: skip
 
     def _tensorboard(self, row: dict[str, Any]) -> None:
         try:
@@ -565,6 +572,15 @@ def cpu_has_native_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
         return False
     flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def validation_axes(pairs: list[tuple[list[Event], list[Event]]]) -> dict[str, float]:
+    """x_corr, y_corr, z_corr: seld_edge.metrics.axes over (reference, predicted) event pairs, as
+    ``seld-edge eval --axes`` gives them for CSVs."""
+    counter = AxisAgreementCounter()
+    for reference, prediction in pairs:
+        counter.update(reference, prediction)
+    return {f"{axis}_corr": value for axis, value in counter.result().correlation.items()}
 
 
 def _metrics_text(path: Path, row: dict[str, Any]) -> str:
