@@ -194,28 +194,27 @@ _LOSSES = {"sed": ("bce", "soft_f"), "doa": ("mse", "masked_mse")}
 _TINY = {"patch_stride": 16, "dropout": 0.0}
 _TINY_TRAINING = {**_TRAINING, "optimizer": "adamw", "weight_decay": 0.05, "warmup_epochs": 1.0, "scheduler": "cosine",
                   "batch_size": 8, "cpu_amp": True}  # fmt: skip
-_TINY_LR = {"sed": 3e-4, "doa": 1e-3}
-_TINY_AUGMENT = {"sed": {}, "doa": {"foa_rotation": True}}
 
 
-def _card(task: str, width: dict[str, int], per_channel: bool, tiny: bool = False) -> ModelCard:
+def _card(task: str, defaults: dict, training: dict, augment: dict) -> ModelCard:
     first, second = _LOSSES[task]
-    training = {**_TINY_TRAINING, "lr": _TINY_LR[task]} if tiny else _TRAINING
     return ModelCard(
         FEATURE_KINDS[task],
         task,
         dynamic_time=False,
-        defaults={"task": task, "per_channel": per_channel, **_COMMON, **width, **(_TINY if tiny else {})},
+        defaults={"task": task, **_COMMON, **defaults},
         init_args=("pretrained",),
         training={**training, "loss": first, "loss_schedule": {0.5: second}},
-        augment=_TINY_AUGMENT[task] if tiny else {},
+        augment=augment,
     )
 
 
-register_model("m2m_ast_sed", _card("sed", _VIT_B, per_channel=True))(M2MAST)
-register_model("m2m_ast_doa", _card("doa", _VIT_B, per_channel=False))(M2MAST)
-register_model("m2m_ast_sed_tiny", _card("sed", _VIT_TINY, per_channel=False, tiny=True))(M2MAST)
-register_model("m2m_ast_doa_tiny", _card("doa", _VIT_TINY, per_channel=False, tiny=True))(M2MAST)
+register_model("m2m_ast_sed", _card("sed", {**_VIT_B, "per_channel": True}, _TRAINING, {}))(M2MAST)
+register_model("m2m_ast_doa", _card("doa", {**_VIT_B, "per_channel": False}, _TRAINING, {}))(M2MAST)
+register_model("m2m_ast_sed_tiny", _card("sed", {**_VIT_TINY, "per_channel": False, **_TINY},
+                                         {**_TINY_TRAINING, "lr": 3e-4}, {}))(M2MAST)  # fmt: skip
+register_model("m2m_ast_doa_tiny", _card("doa", {**_VIT_TINY, "per_channel": False, **_TINY},
+                                         {**_TINY_TRAINING, "lr": 1e-3}, {"foa_rotation": True}))(M2MAST)  # fmt: skip
 # The paper's best system, AST2 & AST4: SED on the MIC array, DOA on FOA, composed (seld-edge compose).
 register_composite("m2m_ast", CompositeCard({"sed": "m2m_ast_sed", "doa": "m2m_ast_doa"}, "sed_doa"))
 register_composite("m2m_ast_tiny", CompositeCard({"sed": "m2m_ast_sed_tiny", "doa": "m2m_ast_doa_tiny"}, "sed_doa"))
