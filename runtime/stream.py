@@ -337,7 +337,7 @@ class StreamingSeld:
         }
         events = self._decoder.to_events(row, self._format, self.metadata.num_classes)
         self._emitted += 1
-        return LabelFrame(index, tuple(replace(e, frame=index) for e in events))
+        return LabelFrame(index, tuple(e.at_frame(index) for e in events))
 
 
 def stream_blocks(

@@ -7,7 +7,7 @@ X, Y, Z transform exactly like (x, y, z) and W is unchanged, so the same M rotat
 augmentation; prediction as test-time augmentation (rotate, predict, rotate the outputs back).
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import product
 
 import numpy as np
@@ -50,12 +50,17 @@ class FoaTransform:
         """
         if features.shape[0] not in (4, 7):
             raise ValueError(f"FOA features need 4 spectra (+ 3 IV channels), got {features.shape[0]} channels")
-        source_of = np.abs(self.matrix).argmax(axis=1)  # output axis i takes input axis source_of[i]
-        out = features.copy()
+        # A signed permutation: output axis i is sign[i] x input axis source[i]. One gather and one
+        # multiply instead of a copy and a matrix product (the same numbers: each output has one term).
+        source, sign = np.abs(self.matrix).argmax(axis=1), self.matrix.sum(axis=1)
+        channels, signs = list(range(features.shape[0])), np.ones(features.shape[0], dtype=features.dtype)
         for axis, channel in enumerate(_XYZ_CHANNELS):
-            out[channel] = features[_XYZ_CHANNELS[source_of[axis]]]
+            channels[channel] = _XYZ_CHANNELS[source[axis]]
         if features.shape[0] == 7:
-            out[4:] = np.tensordot(self.matrix.astype(features.dtype), features[4:], axes=1)
+            channels[4:] = [4 + int(a) for a in source]
+            signs[4:] = sign
+        out = features[channels]
+        out *= signs[:, None, None]
         return out
 
     def stereo_features(self, features: np.ndarray) -> np.ndarray:
@@ -72,11 +77,8 @@ class FoaTransform:
         if not events:
             return []
         xyz = self.vectors(polar_to_unit([e.azimuth for e in events], [e.elevation for e in events]))
-        azimuth, elevation = unit_to_polar(xyz)
-        return [
-            replace(e, azimuth=float(np.round(az, 6)), elevation=float(np.round(el, 6)))
-            for e, az, el in zip(events, azimuth, elevation, strict=True)
-        ]
+        azimuth, elevation = (np.round(angle, 6).tolist() for angle in unit_to_polar(xyz))
+        return [e.with_direction(az, el) for e, az, el in zip(events, azimuth, elevation, strict=True)]
 
 
 def _azimuth_matrix(quarter_turns: int, mirrored: bool) -> np.ndarray:

@@ -276,7 +276,7 @@ class PostProcessing:
     ) -> list[Event]:
         """Events of clip frames first .. stop - 1 from held (clip frames from offset): smoothed, decoded."""
         rows = {name: array[first - offset : stop - offset] for name, array in self._smoothed(held).items()}
-        return [replace(e, frame=e.frame + first) for e in output_format.decode(rows, num_classes, self)]
+        return [e.at_frame(e.frame + first) for e in output_format.decode(rows, num_classes, self)]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Audio reading checks, DCASE CSV forms and data set discovery."""
 
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,22 @@ EVENTS = [
     Event(0, 3, 1, -120.0, -20.0, 1.0),
     Event(5, 12, 0, 179.0, 45.0, 4.0),
 ]
+
+
+def test_event_moves_keep_every_other_field():
+    """at_frame and with_direction spell dataclasses.replace out for speed: a field added to Event and not
+    to them would be lost silently, so they are held to replace field by field."""
+    names = [field.name for field in fields(Event)]
+    assert names == ["frame", "class_index", "source", "azimuth", "elevation", "distance", "onscreen"], (
+        "Event's fields changed: update Event.at_frame and Event.with_direction, then this list"
+    )
+    event = Event(frame=7, class_index=3, source=2, azimuth=-40.5, elevation=12.25, distance=1.5, onscreen=1)
+    assert event.at_frame(11) == replace(event, frame=11)
+    assert event.with_direction(90.0, -30.0) == replace(event, azimuth=90.0, elevation=-30.0)
+    changed = {"frame": 11, "azimuth": 90.0, "elevation": -30.0}
+    for field in fields(Event):
+        expected = changed.get(field.name, getattr(event, field.name))
+        assert getattr(event.at_frame(11).with_direction(90.0, -30.0), field.name) == expected
 
 
 def test_cartesian_form_round_trips(tmp_path):

@@ -101,6 +101,19 @@ def test_features_inverse_undoes_the_transform():
         FOA_TRANSFORMS[1].features(features[:5])
 
 
+def test_features_transform_is_the_matrix_on_the_intensity_vector_and_a_permutation_of_the_spectra():
+    """The transform is computed as a signed gather of channels; it must be the matrix's definition."""
+    features = np.random.default_rng(1).standard_normal((7, 12, 5)).astype(np.float32)
+    xyz_channels = [3, 1, 2]  # ACN: W, Y, Z, X
+    for t in FOA_TRANSFORMS:
+        out = t.features(features)
+        np.testing.assert_array_equal(out[4:], np.tensordot(t.matrix.astype(np.float32), features[4:], axes=1))
+        np.testing.assert_array_equal(out[0], features[0])
+        mixed = np.tensordot(np.abs(t.matrix).astype(np.float32), features[xyz_channels], axes=1)
+        np.testing.assert_array_equal(out[xyz_channels], mixed)
+        assert out.dtype == np.float32 and out is not features
+
+
 def test_feature_configs_say_which_transforms_their_features_take():
     from seld_edge.features import feature_config
     from seld_edge.foa_transforms import STEREO_TRANSFORMS

@@ -12,7 +12,7 @@ import glob
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +156,8 @@ class ChunkDataset(Dataset):
         self.chunk_steps = round(chunk_steps)
         self.hop_steps = max(1, round(hop_seconds * DCASE_LABEL_RATE_HZ / up))
         self.clips = clips
+        # Each clip's event frames, to pick a chunk's events with one comparison instead of a Python loop.
+        self.event_frames = [np.array([e.frame for e in clip.events], dtype=np.int64) for clip in clips]
         self.label_rate_hz = label_rate_hz
         self.format = output_format
         self.num_classes = num_classes
@@ -188,7 +190,9 @@ class ChunkDataset(Dataset):
         if features.shape[1] < self.chunk_frames:
             features = np.pad(features, ((0, 0), (0, self.chunk_frames - features.shape[1]), (0, 0)))
         first, n_grid = start * self.step_grid, self.chunk_steps * self.step_grid
-        events = [replace(e, frame=e.frame - first) for e in clip.events if first <= e.frame < first + n_grid]
+        frames = self.event_frames[clip_index]
+        inside = np.flatnonzero((frames >= first) & (frames < first + n_grid)).tolist()
+        events = [clip.events[i].at_frame(clip.events[i].frame - first) for i in inside]
         if self.augment is not None:
             rng = np.random.default_rng((self.seed, self.epoch, item))
             features, events = self.augment(features, events, rng)

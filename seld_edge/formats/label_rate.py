@@ -18,7 +18,6 @@ Numbers of frames follow without knowing the clip's duration: n model frames giv
 
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import replace
 
 import numpy as np
 
@@ -53,10 +52,12 @@ def events_at_rate(events: Iterable[Event], label_rate_hz: float) -> list[Event]
     if up == down == 1:
         return list(events)
     if down > 1:
-        return [replace(e, frame=e.frame * down + i) for e in events for i in range(down)]
+        return [e.at_frame(e.frame * down + i) for e in events for i in range(down)]
     first: dict[tuple[int, int, int], Event] = {}
     for e in sorted(events, key=lambda e: e.frame):
-        first.setdefault((e.frame // up, e.class_index, e.source), replace(e, frame=e.frame // up))
+        key = (e.frame // up, e.class_index, e.source)
+        if key not in first:
+            first[key] = e.at_frame(e.frame // up)
     return list(first.values())
 
 
