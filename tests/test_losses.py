@@ -155,6 +155,21 @@ def test_glfer_loss_normalises_by_frames_times_classes():
     assert default == pytest.approx(0.3 * np.log(2) + 0.7 / 3, rel=1e-5)
 
 
+def test_masked_mse_axis_weights_scale_each_coordinate():
+    """An event at azimuth 90, elevation 30 against a zero output: squared errors x 0, y 0.75, z 0.25."""
+    fmt = get_output_format("sed_doa")
+    targets = {k: torch.from_numpy(v)[None] for k, v in fmt.encode([Event(0, 1, 0, 90.0, 30.0)], 2, 2).items()}
+    outputs = {"sed": torch.full((1, 2, 2), 0.5), "doa": torch.zeros(1, 2, 6)}
+    plain = Loss.from_spec(fmt, "masked_mse")(outputs, targets).item()
+    assert plain == pytest.approx((0.75 + 0.25) / 3, rel=1e-5)  # averaged over the active pair's 3 coordinates
+    weighted = Loss.from_spec(fmt, {"masked_mse": {"axis_weights": [1, 1, 2]}})(outputs, targets).item()
+    assert weighted == pytest.approx((0.75 + 2 * 0.25) / 3, rel=1e-5)
+    same = Loss.from_spec(fmt, {"masked_mse": {"axis_weights": [1, 1, 1]}})(outputs, targets).item()
+    assert same == pytest.approx(plain, rel=1e-6)
+    with pytest.raises(SeldEdgeError, match="2 axis_weights for 3 coordinates"):
+        Loss.from_spec(fmt, {"masked_mse": {"axis_weights": [1, 2]}})(outputs, targets)
+
+
 def test_loss_specs_are_checked_by_name_option_and_weight():
     fmt = get_output_format("sed_doa")
     for spec, message in (
@@ -162,6 +177,8 @@ def test_loss_specs_are_checked_by_name_option_and_weight():
         ({"masked_mse": {"normalizer": "all"}}, "did you mean normaliser"),
         ({"masked_mse": {"normaliser": "some"}}, "unknown masked_mse normaliser 'some'"),
         ({"bce": "heavy"}, "weight must be a number"),
+        ({"masked_mse": {"axis_weights": 2}}, "axis_weights must be list"),
+        ({"masked_mse": {"axis_weights": [1, -1, 2]}}, "axis_weights must be numbers >= 0"),
         ([], "loss must be a loss name or a mapping"),
     ):
         with pytest.raises(SeldEdgeError, match=message):

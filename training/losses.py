@@ -18,7 +18,7 @@ divides by frames x classes, as GLFER-Net's eq. 9 and Stereo-RCnet's eqs. 4-5 ar
 """
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import permutations
 from typing import Any
@@ -103,16 +103,24 @@ def trackwise_pit_loss(
 
 
 def masked_mse(
-    prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, normaliser: str = "active"
+    prediction: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    normaliser: str = "active",
+    axis_weights: Sequence[float] | None = None,
 ) -> torch.Tensor:
     """Squared error counted where mask is 1 (e.g. DOA of active classes only).
 
     prediction and target are (..., A, C) with A coordinates on axis -2, mask broadcasts to them;
     ``active`` averages over the mask's elements, ``all`` divides the summed squared norms by the number
-    of (frame, class) positions.
+    of (frame, class) positions. ``axis_weights`` (one per coordinate) scales each coordinate's error.
     """
     mask = mask.expand_as(target).to(prediction.dtype)
     squared = (prediction - target) ** 2 * mask
+    if axis_weights is not None:
+        if len(axis_weights) != target.shape[-2]:
+            raise SeldEdgeError(f"masked_mse: {len(axis_weights)} axis_weights for {target.shape[-2]} coordinates")
+        squared = squared * torch.tensor(axis_weights, dtype=squared.dtype, device=squared.device)[:, None]
     if normaliser == "active":
         return squared.sum() / mask.sum().clamp_min(1.0)
     return squared.sum(dim=-2).mean()
@@ -174,9 +182,15 @@ def _mse(fmt: OutputFormat, outputs: Tensors, targets: Tensors) -> torch.Tensor:
     return ((prediction - target) ** 2).sum(dim=-2).mean()
 
 
-def _masked_mse(fmt: OutputFormat, outputs: Tensors, targets: Tensors, normaliser: str = "active") -> torch.Tensor:
+def _masked_mse(
+    fmt: OutputFormat,
+    outputs: Tensors,
+    targets: Tensors,
+    normaliser: str = "active",
+    axis_weights: Sequence[float] | None = None,
+) -> torch.Tensor:
     view = _vectors(fmt, outputs, targets, "masked_mse")
-    return masked_mse(*view.vectors, view.active, normaliser)
+    return masked_mse(*view.vectors, view.active, normaliser, axis_weights)
 
 
 def _mspe(fmt: OutputFormat, outputs: Tensors, targets: Tensors, normaliser: str = "active") -> torch.Tensor:
@@ -208,7 +222,7 @@ LOSS_TERMS: dict[str, Callable[..., torch.Tensor]] = {
     "mspe": _mspe,
 }
 _OPTIONS: dict[str, dict[str, tuple[type, ...]]] = {
-    "masked_mse": {"normaliser": (str,)},
+    "masked_mse": {"normaliser": (str,), "axis_weights": (list,)},
     "mspe": {"normaliser": (str,)},
     "trackwise_pit": {"sed_weight": (int, float)},
 }
@@ -252,6 +266,11 @@ class Loss:
                     raise SeldEdgeError(f"loss {name}: {key} must be {allowed[key][0].__name__}, got {option!r}")
                 if key == "normaliser" and option not in NORMALISERS:
                     raise unknown_name(f"{name} normaliser", option, NORMALISERS)
+                if key == "axis_weights" and not all(
+                    isinstance(w, int | float) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
+                    for w in option
+                ):
+                    raise SeldEdgeError(f"loss {name}: axis_weights must be numbers >= 0, got {option!r}")
             terms.append(Term(name, float(weight), options))
         return cls(fmt, tuple(terms))
 
