@@ -15,6 +15,7 @@ from torch.export import Dim  # noqa: E402
 
 from export.graph_check import check_for_tensorrt  # noqa: E402
 from export.onnx_export import Exporter  # noqa: E402
+from seld_edge.formats import get_output_format  # noqa: E402
 from seld_edge.models import create, model_card  # noqa: E402
 from seld_edge.models.blocks.asymmetric import LFE  # noqa: E402
 from seld_edge.models.blocks.attention_fusion import AFF, MSCAM  # noqa: E402
@@ -24,6 +25,7 @@ from seld_edge.models.blocks.recalibration import FeatureRecalibration  # noqa: 
 from tests.card_checks import assert_rebuilds_as_trained, tiny_changes  # noqa: E402
 from tests.test_export import make_checkpoint  # noqa: E402
 from training.checkpoint import save_checkpoint  # noqa: E402
+from training.losses import Loss  # noqa: E402
 
 FRAMES_PER_SECOND = 80  # foa_linspec_iv: hop 300 at 24 kHz
 
@@ -236,6 +238,16 @@ def test_output_runs_at_one_frame_per_16_feature_frames(name):
             sed, doa = model(torch.randn(1, 7, frames, 257))
         assert sed.shape == (1, frames // 16, 13) and doa.shape == (1, frames // 16, 39)
         assert bool(((sed > 0) & (sed < 1)).all()) and bool((doa.abs() < 1).all())
+
+
+def test_cards_losses_the_papers_and_the_tiny_recipe():
+    """The published card keeps the paper's loss (section 4.3); the tiny card normalises the DOA error by
+    the active pairs, counts z's twice and weighs SED and DOA alike (module docstring), and that loss
+    builds for the format."""
+    assert model_card("glfer_net").training["loss"] == {"bce": 0.3, "masked_mse": {"weight": 0.7, "normaliser": "all"}}
+    tiny = model_card("glfer_net_tiny").training["loss"]
+    assert tiny == {"bce": 0.5, "masked_mse": {"weight": 0.5, "axis_weights": [1, 1, 2]}}
+    assert Loss.from_spec(get_output_format("sed_doa"), tiny).describe() == "0.5 bce + 0.5 masked_mse"
 
 
 @pytest.mark.parametrize("name", ["glfer_net_tiny", "glfer_net"])
