@@ -59,12 +59,13 @@ against 0.63 pooled.
 
 Its card trains with AdamW 7e-4, cosine decay, batch 8, the FOA rotations only, and the DOA error
 normalised by the active (frame, class) pairs rather than by all of them: 10 % of the pairs are active
-in the default synthetic training split, so the paper's "all" makes the DOA gradient a tenth as large.
+in the default synthetic training split, so the paper's "all" (squared norms over x, y, z, divided by all
+the pairs) makes the DOA term about a third of the per-active-coordinate mean (3 x 10 % = 0.3).
 The z coordinate's squared error counts twice (``masked_mse`` ``axis_weights: [1, 1, 2]``): the scenes'
 elevations span +-45 degrees, so the reference's z varies half as much as its x or y (variance ratio 2.1:
 std 0.44 against 0.63 over the test split's events), and with equal weights the network learned z late and
 too timidly (next paragraphs). And the two terms weigh the same (0.5 BCE + 0.5 DOA, where the paper has
-0.3 + 0.7): normalised by the active pairs, the DOA term is ten times the paper's, and at 0.3 + 0.7 the
+0.3 + 0.7): normalised by the active pairs, the DOA term is about three times the paper's, and at 0.3 + 0.7 the
 shared layers learned mostly directions while the error rate stayed near 0.8.
 The learning rate is the paper's 3e-4 raised only as far as the z direction survives. At 1e-3 and
 above the network learns to ignore the z intensity vector: trained at 2e-3 (the card before), its
@@ -266,7 +267,7 @@ _TRAINING = {
 # Channel swap (for FOA: the 16 swaps / sign flips of foa_rotation), random cutout, frequency shift.
 _AUGMENT = {"foa_rotation": True, "freq_shift": True, "cutout": True}
 # glfer_net_tiny's recipe is for a CPU budget of minutes; at 1e-3 and 2e-3 it learned to ignore z, and at 7e-4 it
-# learned z slowly unless z's error counted twice; its DOA error is per active pair, ten times the paper's,
+# learned z slowly unless z's error counted twice; its DOA error is per active pair, ~3x the paper's,
 # so SED and DOA weigh the same (module docstring).
 _TINY_TRAINING = {
     **_TRAINING,
