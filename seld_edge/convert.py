@@ -22,7 +22,7 @@ and renamed to DST only when complete, so a failed run leaves nothing behind.
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -131,9 +131,7 @@ def _write_clips(source: _Source, root: Path, clip_seconds: float, frames_per_cl
         )
         if source.events is not None:
             first = k * frames_per_clip
-            events = [
-                replace(e, frame=e.frame - first) for e in source.events if first <= e.frame < first + frames_per_clip
-            ]
+            events = [e.at_frame(e.frame - first) for e in source.events if first <= e.frame < first + frames_per_clip]
             write_events(
                 root / METADATA_FOLDER / source.clip.folder / f"{name}.csv", stereo_labels(events), "dcase2025"
             )
