@@ -17,6 +17,8 @@ from seld_edge.models import create, model_card
 from seld_edge.models.blocks.vit import Attention, PatchEmbed, patch_grid
 from seld_edge.models.m2m_ast import M2MAST
 from seld_edge.models.pretrained import load_deit, read_state_dict
+from seld_edge.models.system import SeldSystem
+from training.autocast_check import autocast_faults
 
 NETWORKS = ("m2m_ast_sed", "m2m_ast_doa", "m2m_ast_sed_tiny", "m2m_ast_doa_tiny")
 
@@ -55,6 +57,32 @@ def test_patch_grid_is_29_by_12_time_major():
         patch = x[:, :, 10 * i : 10 * i + 16, 10 * j : 10 * j + 16]
         expected = torch.einsum("bchw,dchw->bd", patch, embed.proj.weight) + embed.proj.bias
         torch.testing.assert_close(tokens[:, i * 12 + j], expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels", [1, 4, 7, 8])
+@pytest.mark.parametrize("stride", [10, 16])
+def test_patch_projection_is_right_under_cpu_bfloat16_autocast(channels, stride):
+    """oneDNN 3.12 gets some bfloat16 convolutions with a stride above 1 wrong (4 channels at 16x16/16:
+    relative error about 1) where the CPU has AMX; the projection runs in float32 under autocast."""
+    torch.manual_seed(0)
+    embed = PatchEmbed(channels, 192, patch_size=16, stride=stride)
+    x = torch.randn(2, channels, FRAMES, MELS)
+    with torch.no_grad():
+        reference = embed(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            tokens = embed(x).float()
+    error = ((tokens - reference).norm() / reference.norm()).item()
+    print(f"{channels} channels, stride {stride}: relative error under bfloat16 autocast {error:.1e}")
+    assert error < 1e-2
+
+
+@pytest.mark.parametrize("name", ["m2m_ast_sed_tiny", "m2m_ast_doa_tiny"])
+def test_tiny_networks_have_no_layer_that_autocast_gets_wrong(name):
+    """The tiny cards train under bfloat16 autocast (cpu_amp): every layer must compute what it does in
+    float32 (training.autocast_check; the SED network's 4-channel patch projection did not)."""
+    system = SeldSystem.unnormalised(name)
+    channels = system.inputs[0].feature_config.out_channels
+    assert autocast_faults(system, (torch.randn(1, channels, FRAMES, MELS),), "cpu", torch.bfloat16) == []
 
 
 def test_attention_equals_torch_multihead_attention():

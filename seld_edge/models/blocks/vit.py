@@ -29,6 +29,13 @@ class PatchEmbed(nn.Module):
 
     (B, C, H, W) -> (B, H' * W', embed_dim), patches in row-major order (the last image axis fastest).
     A stride below ``patch_size`` overlaps neighbouring patches, as AST does with stride 10 for 16x16.
+
+    Under CPU autocast the projection runs in float32. torch 2.13's oneDNN (3.12) computes some bfloat16
+    convolutions whose stride is a large kernel's wrongly, with a relative error near 1, not 1e-3: 4 input
+    channels at 16x16 stride 16 (the tiny SED network's MIC image), 8 at 8x8/8 or 16x16/8 or 16x16/16
+    (stride 10 is right). Its weight gradient is right, so a network trains on the garbage and fits it:
+    bfloat16 training of ``m2m_ast_sed_tiny`` made a model that float32 inference cannot use (frame AUC
+    0.64 on its own training chunks). The projection is about 3 % of a tiny ViT's MACs.
     """
 
     def __init__(self, in_channels: int, embed_dim: int, patch_size: int, stride: int) -> None:
@@ -37,6 +44,9 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return self.proj(x.float()).flatten(2).transpose(1, 2)
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
