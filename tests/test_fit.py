@@ -17,6 +17,7 @@ from seld_edge.models import SeldSystem  # noqa: E402
 from seld_edge.synth import generate_dataset  # noqa: E402
 from tests.faults import one_line_error  # noqa: E402
 from training import fit as fit_module  # noqa: E402
+from training.autocast_check import autocast_faults  # noqa: E402
 from training.checkpoint import load_checkpoint  # noqa: E402
 from training.config import resolve_config  # noqa: E402
 from training.fit import Schedule, Trainer, main  # noqa: E402
@@ -119,6 +120,43 @@ def test_cpu_amp_trains_in_bfloat16_only_where_the_cpu_has_it(data, tmp_path, mo
         (torch.bfloat16, {torch.bfloat16}, False) if native else (None, {torch.float32}, True)
     )
     assert all(p.dtype == torch.float32 and p.isfinite().all() for p in trainer.system.parameters())
+
+
+class WrongUnderAutocast(torch.nn.Linear):
+    """A layer whose autocast arithmetic is wrong, as oneDNN 3.12's is for some bfloat16 convolutions."""
+
+    def forward(self, x):
+        return super().forward(x) + (1.0 if torch.is_autocast_enabled("cpu") else 0.0)
+
+
+def test_autocast_check_names_the_wrong_layer_and_leaves_the_module_as_it_was():
+    net = torch.nn.Sequential(
+        torch.nn.Linear(8, 16), torch.nn.BatchNorm1d(16), WrongUnderAutocast(16, 4), torch.nn.Dropout(0.5)
+    ).train()
+    statistics = net[1].running_mean.clone()
+    faults = autocast_faults(net, (torch.randn(6, 8),), "cpu", torch.bfloat16)
+    print("faults:", faults)
+    assert [name for name, _ in faults] == ["2"] and faults[0][1] > 0.1
+    assert net.training and torch.equal(net[1].running_mean, statistics)
+    assert autocast_faults(net[:2], (torch.randn(6, 8),), "cpu", torch.bfloat16) == []
+
+
+def test_cpu_amp_falls_back_to_float32_where_a_layer_is_wrong_under_autocast(data, tmp_path, monkeypatch, capsys):
+    """A network that trained on a layer's wrong bfloat16 output would be of no use in float32."""
+
+    class SystemWithAWrongLayer(SeldSystem):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.net.fc.__class__ = WrongUnderAutocast
+
+    monkeypatch.setattr(fit_module, "cpu_has_native_bfloat16", lambda: True)
+    monkeypatch.setattr(fit_module, "SeldSystem", SystemWithAWrongLayer)
+    config = resolve_config("seldnet", str(data), str(tmp_path), overrides=[*FAST, "cpu_amp=true"], device="cpu")
+    trainer = Trainer(config)
+    out = capsys.readouterr().out
+    print(out)
+    assert trainer.autocast is None
+    assert "note: bfloat16 autocast computes net.fc (relative error" in out and "training in float32" in out
 
 
 def test_an_epoch_drops_a_partial_last_batch_unless_it_has_no_whole_one(data, tmp_path):

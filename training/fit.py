@@ -45,6 +45,7 @@ from seld_edge.models.system import system_metadata
 from seld_edge.postprocess import PostProcessing, tune_thresholds
 from seld_edge.process import keep_freed_memory
 from training.augment import build_augmentations
+from training.autocast_check import autocast_faults
 from training.checkpoint import (
     load_checkpoint,
     load_weights,
@@ -175,17 +176,30 @@ class Trainer:
         return torch.device("cpu")
 
     def _autocast_dtype(self, config: TrainConfig) -> torch.dtype | None:
-        """float16 on CUDA (``amp``), bfloat16 on a CPU with native bfloat16 (``cpu_amp``), else None (float32)."""
+        """float16 on CUDA (``amp``), bfloat16 on a CPU with native bfloat16 (``cpu_amp``), else None (float32);
+        float32 too where a layer computes wrongly under autocast on this machine (training.autocast_check)."""
         if self.amp:
-            return torch.float16
-        if not config.cpu_amp or self.device.type != "cpu":
+            dtype = torch.float16
+        elif not config.cpu_amp or self.device.type != "cpu":
             return None
-        if not cpu_has_native_bfloat16():
+        elif not cpu_has_native_bfloat16():
             if self.main:
                 tqdm.write("note: cpu_amp asked for, but this CPU has no native bfloat16 (AMX or AVX512-BF16) that "
                            "this system reports; training in float32")  # fmt: skip
             return None
-        return torch.bfloat16
+        else:
+            dtype = torch.bfloat16
+        features, _ = self.dataset[0]
+        faults = autocast_faults(self.system, (features[None].to(self.device),), self.device.type, dtype)
+        if faults:
+            # Every rank sees the same weights and sample, so every rank decides the same.
+            if self.main:
+                named = ", ".join(f"{name} (relative error {error:.2f})" for name, error in faults)
+                precision = str(dtype).removeprefix("torch.")
+                tqdm.write(f"note: {precision} autocast computes {named} wrongly on this machine (rounding alone "
+                           "gives below 0.01); training in float32")  # fmt: skip
+            return None
+        return dtype
 
     @staticmethod
     def _seed(seed: int) -> None:
